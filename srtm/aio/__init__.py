@@ -1,0 +1,1 @@
+"""Async twins of the storage-facing parts, for the ASGI path (``limits.aio`` storages)."""

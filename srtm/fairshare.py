@@ -1,0 +1,162 @@
+"""Fair sharing of a budget among Users: weighted max-min water-filling with guarantees.
+
+Each User ``u`` has a demand ``d_u``, a guarantee (allocation) ``a_u`` and a weight
+``w_u`` (default ``a_u``). Given a budget ``B``:
+
+1. every User is guaranteed ``g_u = min(d_u, a_u)``;
+2. the spare ``S = B - Σ g_u``, if positive, is shared among the *claimants*
+   (``d_u > a_u``) in proportion to ``w_u``, never giving one more than its excess
+   ``e_u = d_u - a_u``: the water level ``λ`` solves
+   ``Σ min(e_u, λ·w_u) = min(S, Σ e_u)``. Claimants of weight 0 are filled only after
+   every positive-weight claimant is satisfied, then max-min with equal weights;
+3. ``s_u = a_u + min(e_u, λ·w_u)`` for claimants, ``s_u = a_u`` for everyone else: a
+   User within its guarantee keeps the whole guarantee as its limit;
+4. with ``headroom`` (the default), when ``Σ d_u < B`` the leftover ``L = B - Σ d_u`` is
+   handed out in proportion to the weights over all Users (equally if they are all 0):
+   ``s_u = max(a_u, d_u + L·w_u/Σ w)``, so a User can grow between two recomputations.
+
+Guarantees adding up to more than ``B`` (over-subscription) are still returned as they
+are; reporting that, and the hard cap on the total, are the caller's business.
+
+The functions are pure (no I/O, no clock, no randomness) and cost O(n log n).
+"""
+
+# Hand-written on purpose: no well-kept Python library does weighted max-min fair
+# sharing with per-User guarantees and caps (the schedulers and network simulators that
+# implement water-filling do it internally, without guarantees or this API), and the
+# algorithm is a sort and one pass.
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TypeVar
+
+__all__ = ["fair_share", "water_level"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+def fair_share(
+    budget: float,
+    demands: Mapping[K, float],
+    guarantees: Mapping[K, float],
+    weights: Mapping[K, float] | None = None,
+    *,
+    headroom: bool = True,
+) -> dict[K, float]:
+    """Each User's limit ``s_u`` for one control period (see the module docstring).
+
+    The Users are the union of the keys of *demands* and *guarantees*; a missing demand,
+    guarantee or (when *weights* is given) weight counts as 0. Weights default to the
+    guarantees. Every value must be finite and >= 0, else ``ValueError`` naming the User.
+    Returns a new dict with a float for every User, in order of first appearance.
+    """
+    budget = _checked("budget", budget)
+    _check_all("demand", demands)
+    _check_all("guarantee", guarantees)
+    if weights is not None:
+        _check_all("weight", weights)
+
+    users = list(dict.fromkeys([*demands, *guarantees]))
+    demand = {u: float(demands.get(u, 0.0)) for u in users}
+    floor = {u: float(guarantees.get(u, 0.0)) for u in users}
+    weight = dict(floor) if weights is None else {u: float(weights.get(u, 0.0)) for u in users}
+
+    limits = dict(floor)
+    excess = {u: demand[u] - floor[u] for u in users if demand[u] > floor[u]}
+    spare = budget - math.fsum(min(demand[u], floor[u]) for u in users)
+    if spare > 0 and excess:
+        extra = _fill(excess, weight, spare)
+        for u, e in excess.items():
+            # A satisfied claimant's limit is its demand exactly (a + (d - a) may round).
+            limits[u] = demand[u] if extra[u] >= e else min(demand[u], floor[u] + extra[u])
+
+    if headroom and users:
+        leftover = budget - math.fsum(demand.values())
+        if leftover > 0:
+            total_weight = math.fsum(weight.values())
+            for u in users:
+                share = (
+                    leftover * weight[u] / total_weight
+                    if total_weight > 0
+                    else leftover / len(users)
+                )
+                limits[u] = max(floor[u], demand[u] + share)
+    return limits
+
+
+def water_level(
+    excess: Mapping[K, float], weights: Mapping[K, float], spare: float
+) -> dict[K, float]:
+    """The extra each claimant gets when *spare* is water-filled over its *excess*.
+
+    ``extra_u = min(e_u, λ·w_u)`` with the level ``λ`` such that the extras add up to
+    ``min(spare, Σ e_u)``. Claimants whose weight is 0 (or missing from *weights*) get
+    something only once every positive-weight claimant is satisfied, then share what is
+    left max-min with equal weights. A *spare* <= 0 gives every claimant 0. All values
+    must be finite and >= 0 (*spare* only finite), else ``ValueError``.
+    """
+    _check_all("excess", excess)
+    _check_all("weight", weights)
+    if not math.isfinite(spare):
+        raise ValueError(f"spare must be finite, got {spare!r}")
+    if spare <= 0:
+        return {u: 0.0 for u in excess}
+    return _fill(
+        {u: float(e) for u, e in excess.items()},
+        {u: float(weights.get(u, 0.0)) for u in excess},
+        float(spare),
+    )
+
+
+def _fill(excess: Mapping[K, float], weights: Mapping[K, float], spare: float) -> dict[K, float]:
+    """Water-fill *spare* (> 0) over *excess*, positive weights first; inputs are valid."""
+    if spare >= math.fsum(excess.values()):
+        return dict(excess)
+    extra: dict[K, float] = {}
+    positive = [(u, e, weights.get(u, 0.0)) for u, e in excess.items() if weights.get(u, 0.0) > 0]
+    left = _fill_weighted(positive, spare, extra)
+    zero = [(u, e, 1.0) for u, e in excess.items() if not weights.get(u, 0.0) > 0]
+    _fill_weighted(zero, left, extra)
+    return {u: extra[u] for u in excess}
+
+
+def _fill_weighted(
+    claims: Iterable[tuple[K, float, float]], spare: float, out: dict[K, float]
+) -> float:
+    """Water-fill *spare* over (user, excess, weight > 0) claims into *out*; return what is left.
+
+    Claims are taken in order of the level ``e/w`` at which they are satisfied; the
+    first that cannot be satisfied at the level the rest of the spare reaches fixes ``λ``
+    for it and every later claim.
+    """
+    order = sorted(claims, key=lambda claim: claim[1] / claim[2])
+    # Suffix sums of the weights: adding up from the back never cancels, unlike
+    # subtracting satisfied weights from a running total.
+    remaining_weight = [0.0] * (len(order) + 1)
+    for i in range(len(order) - 1, -1, -1):
+        remaining_weight[i] = remaining_weight[i + 1] + order[i][2]
+    for i, (user, e, w) in enumerate(order):
+        level = spare / remaining_weight[i] if spare > 0 else 0.0
+        if e / w <= level:
+            out[user] = e
+            spare = max(0.0, spare - e)
+            continue
+        for later, later_e, later_w in order[i:]:
+            out[later] = min(later_e, level * later_w)
+        return 0.0
+    return spare
+
+
+def _check_all(what: str, values: Mapping[K, float]) -> None:
+    for user, value in values.items():
+        _checked(f"{what} of user {user!r}", value)
+
+
+def _checked(name: str, value: float) -> float:
+    """*value* as a float, or ``ValueError`` saying *name* is not finite and >= 0."""
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return number

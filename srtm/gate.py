@@ -1,0 +1,527 @@
+"""One request's decision: admit, or refuse with a status and a Retry-After.
+
+A :class:`Gate` holds one :class:`~srtm.governor.Governor` per pool and one ledger per
+storage. Per request it costs one ledger call (one Redis round trip), or none when the
+User was already refused in the current window: such refusals are answered from a
+local cache and their count is carried to the store with the next recomputation.
+Recomputation (reading the last window's offered counts, smoothing, fair share) runs
+off the hot path, every ``control_period``.
+
+If the shared store fails the gate keeps deciding on a local ledger, each node taking
+``1/nodes`` of every figure, logs it loudly, and probes the store again with backoff.
+A storage fault never reaches the User as a 500.
+
+:class:`GateCore` holds everything without I/O; :class:`Gate` (threads, sync storages)
+and :class:`srtm.aio.gate.AsyncGate` (asyncio, ``limits.aio`` storages) repeat only
+the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from srtm.governor import Governor
+from srtm.ledger import MemoryLedger, Outcome, Quota, Reason, ledger_for
+from srtm.policy import TrafficPolicy, parse_duis_version
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from srtm.identity import Identity
+    from srtm.ledger import Ledger
+
+__all__ = ["Decision", "Gate", "GateCore", "Reason", "normalise_pools"]
+
+log = logging.getLogger("srtm.gate")
+
+# Backoff between probes of a failed store: first retry after this, doubling to the max.
+_PROBE_FIRST, _PROBE_MAX = 1.0, 30.0
+
+
+def normalise_pools(
+    policy: TrafficPolicy | Mapping[str, TrafficPolicy],
+) -> dict[str, TrafficPolicy]:
+    """One policy is the pool ``default``; a mapping names each pool's policy."""
+    from srtm._errors import PolicyError
+    from srtm.identity import DEFAULT_POOL, valid_user_id
+
+    if isinstance(policy, TrafficPolicy):
+        return {DEFAULT_POOL: policy}
+    pools = dict(policy)
+    if not pools:
+        raise PolicyError("pools", "at least one pool is needed")
+    for name, value in pools.items():
+        if not isinstance(name, str) or not valid_user_id(name):
+            raise PolicyError("pools", f"pool names must be short tokens, got {name!r}")
+        if not isinstance(value, TrafficPolicy):
+            raise PolicyError(f"pools[{name!r}]", f"must be a TrafficPolicy, got {value!r}")
+    return pools
+
+
+def _count(rate_times_window: float) -> int:
+    """Requests per window for a positive rate: rounded, at least 1 (a guarantee is kept)."""
+    if rate_times_window <= 0:
+        return 0
+    return max(1, round(rate_times_window))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The gate's answer for ``offered`` requests of one User (1 for an HTTP request)."""
+
+    user: str
+    pool: str
+    offered: int
+    admitted: int
+    reason: Reason
+    status: int  # 200 when admitted; 429 or 503 when refused
+    retry_after: int | None  # whole seconds >= 1 when refused
+    limit: int  # quota of the User's current window (RateLimit-Policy q)
+    remaining: int  # what the User may still send in this window (RateLimit r)
+    reset: int  # whole seconds until the window ends (RateLimit t)
+    window: int  # the window in whole seconds (RateLimit-Policy w)
+    shadow: bool = False  # refused in shadow mode: reported, passed through
+    degraded: bool = False  # decided locally because the shared store failed
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the request goes through (always, in shadow mode)."""
+        return self.shadow or self.admitted == self.offered
+
+    def rate_limit_headers(self) -> list[tuple[str, str]]:
+        """IETF ``RateLimit-Policy`` and ``RateLimit`` fields (structured-field form)."""
+        name = json.dumps(self.pool)
+        return [
+            ("RateLimit-Policy", f"{name};q={self.limit};w={self.window}"),
+            ("RateLimit", f"{name};r={self.remaining};t={self.reset}"),
+        ]
+
+    def refusal_headers(self) -> list[tuple[str, str]]:
+        """Headers of a refusal: Retry-After, who refused, and the RateLimit fields."""
+        kind = "capacity" if self.reason is Reason.CAPACITY else "user-limit"
+        return [
+            ("Retry-After", str(self.retry_after or 1)),
+            ("X-SRTM-Refused", kind),
+            *self.rate_limit_headers(),
+        ]
+
+    def refusal_body(self) -> bytes:
+        """A short JSON body: what happened, to whom, and when to retry."""
+        if self.reason is Reason.CAPACITY:
+            error = "capacity"
+            detail = "the back end is at capacity; retry after the given delay"
+        else:
+            error = "throttled"
+            detail = (
+                "traffic management is active and this Service User is over its "
+                "allocation or fair share; retry after the given delay"
+            )
+        body = {
+            "error": error,
+            "status": self.status,
+            "user": self.user,
+            "pool": self.pool,
+            "retry_after": self.retry_after,
+            "detail": detail,
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass
+class UserStats:
+    """Cumulative counts of one User on this node."""
+
+    offered: int = 0
+    admitted: int = 0
+    refused_user: int = 0
+    refused_capacity: int = 0
+    shadow_refused: int = 0
+    cached_refusals: int = 0
+
+
+@dataclass
+class _Pool:
+    name: str
+    policy: TrafficPolicy
+    governor: Governor
+    # offered requests refused from the local cache, not yet added to the store
+    pending: defaultdict[int, defaultdict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
+    refused: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (window, epoch)
+    full: int = -1  # last window in which the hard cap was reached
+    last_read: int | None = None
+    stats: defaultdict[str, UserStats] = field(default_factory=lambda: defaultdict(UserStats))
+
+
+class GateCore:
+    """Decision logic shared by the sync and async gates; no I/O."""
+
+    def __init__(
+        self,
+        policy: TrafficPolicy | Mapping[str, TrafficPolicy],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pools = {
+            name: _Pool(name, p, Governor(p)) for name, p in normalise_pools(policy).items()
+        }
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._probe_at = 0.0  # when the failed store may be tried again (0: healthy)
+        self._probe_backoff = _PROBE_FIRST
+        self.degraded_since: float | None = None
+
+    # -- figures -------------------------------------------------------------------------
+
+    def pool(self, name: str) -> _Pool:
+        """The pool called ``name`` (KeyError if there is none)."""
+        return self.pools[name]
+
+    def window_of(self, p: _Pool, now: float) -> int:
+        """Index of the fixed window holding ``now`` (the same on every node)."""
+        return math.floor(now / p.policy.window)
+
+    def quota(self, p: _Pool, user: str, *, degraded: bool = False) -> Quota:
+        """``user``'s figures for one window; a degraded node takes only its share."""
+        policy, gov = p.policy, p.governor
+        scale = policy.window / policy.nodes if degraded else policy.window
+        cap = math.floor(gov.capacity * scale + 1e-9)
+        budget = math.floor(gov.budget * scale + 1e-9)
+        guarantee = min(_count(policy.guarantee(user) * scale), cap)
+        limit = gov.limit(user)
+        return Quota(
+            limit=cap if limit is None else min(_count(limit * scale), cap),
+            guarantee=guarantee,
+            budget=budget,
+            cap=cap,
+        )
+
+    # -- the decision --------------------------------------------------------------------
+
+    def cached(self, p: _Pool, user: str, window: int) -> Reason | None:
+        """A refusal already known for this window, so no store round trip is needed."""
+        if p.full == window:
+            return Reason.CAPACITY
+        hit = p.refused.get(user)
+        if hit is not None and hit == (window, p.governor.epoch):
+            return Reason.USER
+        return None
+
+    def record(self, p: _Pool, user: str, window: int, n: int, outcome: Outcome) -> None:
+        """Remember a refusal for the rest of the window, and count."""
+        if outcome.admitted < n:
+            if outcome.reason is Reason.CAPACITY:
+                p.full = window
+            else:
+                p.refused[user] = (window, p.governor.epoch)
+        with self._lock:
+            stats = p.stats[user]
+            stats.offered += n
+            stats.admitted += outcome.admitted
+            if outcome.reason is Reason.CAPACITY:
+                stats.refused_capacity += n - outcome.admitted
+            elif outcome.reason is Reason.USER:
+                stats.refused_user += n - outcome.admitted
+
+    def record_cached(self, p: _Pool, user: str, window: int, n: int, reason: Reason) -> None:
+        """Count a refusal answered from the cache; its offered count goes to the store later."""
+        with self._lock:
+            p.pending[window][user] += n
+            stats = p.stats[user]
+            stats.offered += n
+            stats.cached_refusals += n
+            if reason is Reason.CAPACITY:
+                stats.refused_capacity += n
+            else:
+                stats.refused_user += n
+
+    def decision(
+        self,
+        p: _Pool,
+        identity: Identity,
+        n: int,
+        now: float,
+        quota: Quota,
+        outcome: Outcome,
+        *,
+        degraded: bool,
+    ) -> Decision:
+        """Turn a ledger outcome into status, Retry-After and the RateLimit figures."""
+        policy = p.policy
+        window_end = (self.window_of(p, now) + 1) * policy.window
+        to_reset = max(window_end - now, 0.0)
+        remaining, _ = _room(outcome.used, outcome.total, quota)
+        limit = quota.limit if p.governor.active else min(quota.limit, quota.budget)
+        status, retry_after = 200, None
+        if outcome.admitted < n:
+            if outcome.reason is Reason.CAPACITY:
+                status = 503
+                stalled = quota.cap == 0
+            else:
+                status = 429 if _speaks_429(identity.duis_version, policy) else 503
+                stalled = quota.limit == 0
+            # When this User can next be admitted: the next window, or, with nothing to
+            # share out at all, not before the next recomputation after it.
+            wait = to_reset + (policy.control_period or policy.window if stalled else 0.0)
+            retry_after = max(1, math.ceil(wait - 1e-9))
+        shadow = policy.shadow and outcome.admitted < n
+        if shadow:
+            with self._lock:
+                p.stats[identity.user].shadow_refused += n - outcome.admitted
+        return Decision(
+            user=identity.user,
+            pool=p.name,
+            offered=n,
+            admitted=outcome.admitted,
+            reason=outcome.reason,
+            status=200 if shadow else status,
+            retry_after=None if shadow else retry_after,
+            limit=max(limit, 0),
+            remaining=remaining,
+            reset=max(1, math.ceil(to_reset - 1e-9)),
+            window=max(1, math.ceil(policy.window)),
+            shadow=shadow,
+            degraded=degraded,
+        )
+
+    # -- store health --------------------------------------------------------------------
+
+    def store_usable(self, now: float) -> bool:
+        """True unless the store failed and it is not yet time to probe it again."""
+        return self._probe_at == 0.0 or now >= self._probe_at
+
+    def store_failed(self, now: float, exc: BaseException) -> None:
+        """Switch to local decisions and say so loudly; back off before the next probe."""
+        if self.degraded_since is None:
+            self.degraded_since = now
+            log.error(
+                "srtm: the counter store failed (%s: %s); deciding locally, each node taking "
+                "1/nodes of every pool's figures, until it answers again",
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            self._probe_backoff = min(self._probe_backoff * 2, _PROBE_MAX)
+        self._probe_at = now + self._probe_backoff
+
+    def store_ok(self, now: float) -> None:
+        """The store answered: leave degraded mode if in it."""
+        if self.degraded_since is not None:
+            log.warning(
+                "srtm: the counter store answers again after %.1f s; deciding on it",
+                now - self.degraded_since,
+            )
+            self.degraded_since = None
+        self._probe_at, self._probe_backoff = 0.0, _PROBE_FIRST
+
+    # -- recomputation -------------------------------------------------------------------
+
+    def take_pending(self, p: _Pool) -> dict[int, dict[str, int]]:
+        """Locally counted offered requests to add to the store, emptied."""
+        with self._lock:
+            pending = {w: dict(c) for w, c in p.pending.items() if c}
+            p.pending.clear()
+        return pending
+
+    def return_pending(self, p: _Pool, pending: Mapping[int, Mapping[str, int]]) -> None:
+        """Put back counts that could not be flushed, so none is lost."""
+        with self._lock:
+            for window, counts in pending.items():
+                for user, count in counts.items():
+                    p.pending[window][user] += count
+
+    def absorb(self, p: _Pool, read_window: int, offered: Mapping[str, int], scale: int) -> None:
+        """Feed a complete window's offered counts to the governor, once per window."""
+        if p.last_read == read_window:
+            return
+        p.last_read = read_window
+        if scale != 1:
+            offered = {u: c * scale for u, c in offered.items()}
+        before = p.governor.active
+        p.governor.update(offered, p.policy.window)
+        if p.governor.active != before:
+            log.warning(
+                "srtm: traffic management %s in pool %r (offered %.0f SR/s, budget %.0f SR/s)",
+                "engaged" if p.governor.active else "released",
+                p.name,
+                sum(offered.values()) / p.policy.window,
+                p.governor.budget,
+            )
+
+    def set_capacity(self, capacity: float, pool: str | None = None) -> None:
+        """Change a pool's capacity at run time (every pool when there is only one)."""
+        names = [pool] if pool is not None else list(self.pools)
+        if pool is None and len(names) > 1:
+            raise ValueError("several pools: name the one whose capacity changes")
+        for name in names:
+            self.pools[name].governor.set_capacity(capacity)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and state an operator can read (JSON-serialisable)."""
+        pools: dict[str, Any] = {}
+        for name, p in self.pools.items():
+            gov = p.governor
+            with self._lock:
+                users: dict[str, dict[str, Any]] = {
+                    user: {
+                        "offered": s.offered,
+                        "admitted": s.admitted,
+                        "refused_user": s.refused_user,
+                        "refused_capacity": s.refused_capacity,
+                        "shadow_refused": s.shadow_refused,
+                        "cached_refusals": s.cached_refusals,
+                    }
+                    for user, s in p.stats.items()
+                }
+            for user, figures in users.items():
+                figures["demand"] = round(gov.demand.get(user, 0.0), 3)
+                limit = gov.limit(user)
+                figures["limit"] = None if limit is None else round(limit, 3)
+            pools[name] = {
+                "active": gov.active,
+                "shadow": p.policy.shadow,
+                "capacity": gov.capacity,
+                "budget": gov.budget,
+                "offered_rate": round(sum(gov.demand.values()), 3),
+                "users": users,
+            }
+        return {"degraded": self.degraded_since is not None, "pools": pools}
+
+
+def _room(used: int, total: int, quota: Quota) -> tuple[int, int]:
+    """(requests this User may still have admitted in the window, the pool's room)."""
+    pool_room = quota.cap - total
+    room = min(quota.limit - used, pool_room, max(quota.budget - total, quota.guarantee - used))
+    return max(room, 0), max(pool_room, 0)
+
+
+def _speaks_429(version: str | None, policy: TrafficPolicy) -> bool:
+    parsed = parse_duis_version(version) if version else None
+    return parsed is not None and parsed >= policy.duis_429_version
+
+
+class Gate(GateCore):
+    """The sync gate, for WSGI servers and threads: ``limits`` sync storages."""
+
+    def __init__(
+        self,
+        policy: TrafficPolicy | Mapping[str, TrafficPolicy],
+        *,
+        clock: Callable[[], float] = time.time,
+        background: bool = True,
+    ) -> None:
+        super().__init__(policy, clock=clock)
+        ledgers: dict[str, Ledger] = {}
+        self._ledgers: dict[str, Ledger] = {}
+        for name, p in self.pools.items():
+            uri = p.policy.sync_storage_uri
+            if uri not in ledgers:
+                ledgers[uri] = ledger_for(p.policy)
+            self._ledgers[name] = ledgers[uri]
+        self._shared = {n for n, led in self._ledgers.items() if not isinstance(led, MemoryLedger)}
+        self._fallback = MemoryLedger(window=min(p.policy.window for p in self.pools.values()))
+        self._background = background
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._tick_lock = threading.Lock()
+
+    def decide(self, identity: Identity, n: int = 1, *, now: float | None = None) -> Decision:
+        """Admit or refuse ``n`` requests of ``identity`` (KeyError for an unknown pool)."""
+        if self._background and self._thread is None:
+            self.start()
+        p = self.pools[identity.pool]
+        now = self.clock() if now is None else now
+        window = self.window_of(p, now)
+        user = identity.user
+        degraded = p.name in self._shared and not self.store_usable(now)
+        quota = self.quota(p, user, degraded=degraded)
+        cached = self.cached(p, user, window)
+        if cached is not None:
+            self.record_cached(p, user, window, n, cached)
+            outcome = Outcome(0, cached, quota.limit, quota.cap)
+            return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
+        taken = self._take(p, window, user, n, quota, now, degraded)
+        if taken is None:  # the store failed just now: decide locally
+            degraded = True
+            quota = self.quota(p, user, degraded=True)
+            taken = self._fallback.take(p.name, window, user, n, quota)
+        outcome = taken
+        self.record(p, user, window, n, outcome)
+        return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
+
+    def _take(
+        self, p: _Pool, window: int, user: str, n: int, quota: Quota, now: float, degraded: bool
+    ) -> Outcome | None:
+        if degraded:
+            return self._fallback.take(p.name, window, user, n, quota)
+        ledger = self._ledgers[p.name]
+        if p.name not in self._shared:
+            return ledger.take(p.name, window, user, n, quota)
+        try:
+            outcome = ledger.take(p.name, window, user, n, quota)
+        except Exception as exc:  # any store fault: never a 500 for the User
+            self.store_failed(now, exc)
+            return None
+        if self.degraded_since is not None:
+            self.store_ok(now)
+        return outcome
+
+    def tick(self, now: float | None = None) -> None:
+        """Recompute every pool from the last complete window (off the hot path)."""
+        now = self.clock() if now is None else now
+        with self._tick_lock:
+            for p in self.pools.values():
+                read_window = self.window_of(p, now) - 1
+                pending = self.take_pending(p)
+                ledger, scale = self._ledgers[p.name], 1
+                if p.name in self._shared and self.store_usable(now):
+                    try:
+                        counts = ledger.flush_and_read(p.name, pending, read_window)
+                    except Exception as exc:  # keep deciding locally; the counts are kept
+                        self.store_failed(now, exc)
+                        self.return_pending(p, pending)
+                        counts = self._fallback.flush_and_read(p.name, {}, read_window)
+                        scale = p.policy.nodes
+                    else:
+                        self.store_ok(now)
+                elif p.name in self._shared:
+                    counts = self._fallback.flush_and_read(p.name, pending, read_window)
+                    scale = p.policy.nodes
+                else:
+                    counts = ledger.flush_and_read(p.name, pending, read_window)
+                self.absorb(p, read_window, counts, scale)
+
+    def start(self) -> None:
+        """Start the background recomputation thread (idempotent)."""
+        with self._tick_lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="srtm-governor", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        period = min(p.policy.control_period or p.policy.window for p in self.pools.values())
+        while not self._stop.wait(period):
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive any one bad recomputation
+                log.exception("srtm: recomputation failed; will try again next period")
+
+    def close(self) -> None:
+        """Stop the background thread and release the storages."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for ledger in {id(led): led for led in self._ledgers.values()}.values():
+            try:
+                ledger.close()
+            except Exception:  # closing a dead connection is not worth a crash
+                log.debug("srtm: error closing %s", ledger.uri, exc_info=True)

@@ -1,0 +1,272 @@
+"""Windowed counters on a ``limits`` storage: the only state a decision needs.
+
+For each pool and fixed window (``floor(now / window)``, the same on every node) the
+ledger keeps the requests each User offered, the requests it had admitted, and the
+pool's admitted total. One decision is one atomic step, :func:`admit_count`: on Redis a
+Lua script run through the storage's own client (one round trip), in memory the
+storage's counters. Counters are keyed by pool, window and User, never by the limit,
+so a User whose limit changes mid-window keeps its count (a ``limits``
+``RateLimitItem`` key would restart from zero).
+
+``limits`` has no multi-key or compare-and-increment call, so the step is written
+here; the Python function and the Lua script are twins and a test holds them equal.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from limits.storage import MemoryStorage, RedisStorage, storage_from_string
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from srtm.policy import TrafficPolicy
+
+__all__ = [
+    "Ledger",
+    "MemoryLedger",
+    "Outcome",
+    "Quota",
+    "Reason",
+    "RedisLedger",
+    "admit_count",
+    "ledger_for",
+    "redis_keys",
+]
+
+#: The pool total's field in the admitted hash (User IDs are never empty).
+TOTAL = ""
+
+
+class Reason(enum.IntEnum):
+    """Why (part of) a request was refused; ADMITTED when it was not."""
+
+    ADMITTED = 0
+    USER = 1  # over the User's limit, or over its guarantee once the budget is spent
+    CAPACITY = 2  # the pool's hard cap: refused for the system's sake
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """One User's figures for one window, in requests (not SR/s)."""
+
+    limit: int  # most this User may have admitted in the window
+    guarantee: int  # admitted even once the budget is spent
+    budget: int  # pool total past which only guarantees are admitted
+    cap: int  # pool total that is never exceeded
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How many of the offered requests were admitted, and the counts after."""
+
+    admitted: int
+    reason: Reason  # why the rest were refused (ADMITTED if none was)
+    used: int  # this User's admitted count in the window, after
+    total: int  # the pool's admitted count in the window, after
+
+
+def admit_count(n: int, used: int, total: int, quota: Quota) -> tuple[int, Reason]:
+    """How many of ``n`` requests to admit given the counts so far.
+
+    Admitting one at a time, a request goes through while the User is under its limit,
+    the pool under its cap, and either the pool under its budget or the User under its
+    guarantee. Once the admitted total reaches the budget within a window, traffic
+    management is in force for that window even before the governor has seen it: a
+    flood is stopped at the threshold, not at capacity.
+    """
+    k = min(
+        n, quota.limit - used, quota.cap - total, max(quota.budget - total, quota.guarantee - used)
+    )
+    k = max(k, 0)
+    if k == n:
+        return k, Reason.ADMITTED
+    used, total = used + k, total + k
+    if used < quota.limit and total >= quota.cap:
+        return k, Reason.CAPACITY
+    return k, Reason.USER
+
+
+def redis_keys(pool: str, window: int) -> tuple[str, str]:
+    """(offered hash, admitted hash) of a pool's window; one hash tag keeps them on one slot."""
+    return f"srtm:{{{pool}}}:{window}:offered", f"srtm:{{{pool}}}:{window}:admitted"
+
+
+# The twin of admit_count, plus counting the offered requests, in one round trip.
+# KEYS: offered hash, admitted hash. ARGV: user, n, limit, guarantee, budget, cap, ttl.
+TAKE_SCRIPT = """
+local user = ARGV[1]
+local n = tonumber(ARGV[2])
+local limit, guarantee = tonumber(ARGV[3]), tonumber(ARGV[4])
+local budget, cap, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if redis.call('HINCRBY', KEYS[1], user, n) == n then redis.call('EXPIRE', KEYS[1], ttl) end
+local used = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+local total = tonumber(redis.call('HGET', KEYS[2], '') or '0')
+local k = math.min(n, limit - used, cap - total, math.max(budget - total, guarantee - used))
+if k < 0 then k = 0 end
+if k > 0 then
+  used = redis.call('HINCRBY', KEYS[2], user, k)
+  total = redis.call('HINCRBY', KEYS[2], '', k)
+  if total == k then redis.call('EXPIRE', KEYS[2], ttl) end
+end
+local reason = 0
+if k < n then
+  if used < limit and total >= cap then reason = 2 else reason = 1 end
+end
+return {k, reason, used, total}
+"""
+
+# Add counted-locally offered requests to some windows and read one window back.
+# KEYS[1]: offered hash to read; KEYS[2..]: offered hashes to add to.
+# ARGV: ttl, then per added key: m, then m pairs of (user, count).
+FLUSH_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local i = 2
+for k = 2, #KEYS do
+  local m = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, m do
+    redis.call('HINCRBY', KEYS[k], ARGV[i], tonumber(ARGV[i + 1])); i = i + 2
+  end
+  redis.call('EXPIRE', KEYS[k], ttl)
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+def ttl_for(window: float) -> int:
+    """Seconds a window's counters are kept: long enough for the governor to read them."""
+    return max(int(window * 4) + 2, 5)
+
+
+def flush_args(
+    pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int, ttl: int
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of :data:`FLUSH_SCRIPT`."""
+    keys = [redis_keys(pool, read_window)[0]]
+    args: list[str | int] = [ttl]
+    for window, counts in pending.items():
+        keys.append(redis_keys(pool, window)[0])
+        args.append(len(counts))
+        for user, count in counts.items():
+            args.extend((user, count))
+    return keys, args
+
+
+def decode_counts(flat: list[Any]) -> dict[str, int]:
+    """HGETALL's flat reply -> {user: count}."""
+    out: dict[str, int] = {}
+    for i in range(0, len(flat) - 1, 2):
+        key = flat[i]
+        out[key.decode() if isinstance(key, bytes) else str(key)] = int(flat[i + 1])
+    return out
+
+
+class Ledger(Protocol):
+    """What the gate needs from a counter store (the aio twin mirrors it with ``async``)."""
+
+    uri: str
+
+    def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
+        """Count ``n`` offered requests of ``user`` and admit as many as the quota allows."""
+        ...
+
+    def flush_and_read(
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
+    ) -> dict[str, int]:
+        """Add locally counted offered requests, then read a window's offered counts."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class MemoryLedger:
+    """Counters in a ``limits`` :class:`~limits.storage.MemoryStorage`: one process only."""
+
+    def __init__(self, uri: str = "memory://", *, window: float = 1.0) -> None:
+        self.uri = uri
+        self.storage = MemoryStorage(uri)
+        self._ttl = ttl_for(window)
+        self._offered: dict[tuple[str, int], defaultdict[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
+        slot = (pool, window)
+        with self._lock:
+            offered = self._offered.get(slot)
+            if offered is None:
+                offered = self._offered[slot] = defaultdict(int)
+            offered[user] += n
+        # Increment first and give back what was not admitted: two store calls on the
+        # admitting path, and a racing reader only ever sees too much, never too little,
+        # so the cap can be undershot near its edge but never overshot.
+        prefix = f"srtm/{pool}/{window}/"
+        used = self.storage.incr(prefix + user, self._ttl, n)
+        total = self.storage.incr(prefix, self._ttl, n)
+        k, reason = admit_count(n, used - n, total - n, quota)
+        if k < n:
+            used = self.storage.decr(prefix + user, n - k)
+            total = self.storage.decr(prefix, n - k)
+        return Outcome(k, reason, used, total)
+
+    def flush_and_read(
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
+    ) -> dict[str, int]:
+        with self._lock:
+            for window, counts in pending.items():
+                offered = self._offered.setdefault((pool, window), defaultdict(int))
+                for user, count in counts.items():
+                    offered[user] += count
+            for slot in [s for s in self._offered if s[0] == pool and s[1] < read_window - 2]:
+                del self._offered[slot]
+            return dict(self._offered.get((pool, read_window), {}))
+
+    def close(self) -> None:
+        self.storage.reset()
+
+
+class RedisLedger:
+    """Counters on Redis (or Cluster, Sentinel): one script call per decision."""
+
+    def __init__(self, uri: str, *, window: float = 1.0, **options: Any) -> None:
+        self.uri = uri
+        self.storage = cast(RedisStorage, storage_from_string(uri, **options))
+        client: Any = self.storage.get_connection()  # redis-py's client; limits types it loosely
+        self._take = client.register_script(TAKE_SCRIPT)
+        self._flush = client.register_script(FLUSH_SCRIPT)
+        self._ttl = ttl_for(window)
+
+    def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
+        k, reason, used, total = self._take(
+            keys=redis_keys(pool, window),
+            args=[user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, self._ttl],
+        )
+        return Outcome(int(k), Reason(int(reason)), int(used), int(total))
+
+    def flush_and_read(
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
+    ) -> dict[str, int]:
+        keys, args = flush_args(pool, pending, read_window, self._ttl)
+        return decode_counts(self._flush(keys=keys, args=args))
+
+    def close(self) -> None:
+        client: Any = self.storage.get_connection()
+        client.close()
+
+
+#: Socket timeouts so a dead store costs a decision milliseconds, not a hang.
+SYNC_REDIS_DEFAULTS: dict[str, Any] = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+
+
+def ledger_for(policy: TrafficPolicy) -> Ledger:
+    """The sync ledger for a policy's storage URI."""
+    if policy.scheme == "memory":
+        return MemoryLedger(policy.sync_storage_uri, window=policy.window)
+    options = {**SYNC_REDIS_DEFAULTS, **policy.storage_options}
+    return RedisLedger(policy.sync_storage_uri, window=policy.window, **options)
