@@ -363,6 +363,7 @@ class GateCore:
             raise ValueError("several pools: name the one whose capacity changes")
         for name in names:
             self.pools[name].governor.set_capacity(capacity)
+            self.pools[name].full = -1  # a cached "pool full" may no longer hold
 
     def snapshot(self) -> dict[str, Any]:
         """Counters and state an operator can read (JSON-serialisable)."""

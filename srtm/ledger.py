@@ -86,8 +86,8 @@ def admit_count(n: int, used: int, total: int, quota: Quota) -> tuple[int, Reaso
     k = max(k, 0)
     if k == n:
         return k, Reason.ADMITTED
-    used, total = used + k, total + k
-    if used < quota.limit and total >= quota.cap:
+    # A full pool is full for everyone: that refusal is the system's, whatever the User did.
+    if total + k >= quota.cap:
         return k, Reason.CAPACITY
     return k, Reason.USER
 
@@ -116,7 +116,7 @@ if k > 0 then
 end
 local reason = 0
 if k < n then
-  if used < limit and total >= cap then reason = 2 else reason = 1 end
+  if total >= cap then reason = 2 else reason = 1 end
 end
 return {k, reason, used, total}
 """

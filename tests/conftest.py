@@ -29,6 +29,71 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+class RedisServer:
+    """A private redis-server on a free port, for as long as the test needs it."""
+
+    def __init__(self, binary: str, port: int | None = None) -> None:
+        self.binary = binary
+        self.port = port or free_port()
+        self.workdir = tempfile.mkdtemp(prefix="srtm-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                _unavailable(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)  # polling a socket for readiness: there is no event to wait on
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def redis_binary() -> str:
+    """Path of redis-server, or skip (fail in CI) when there is none."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _unavailable("redis-server is not on the PATH")
+    assert binary is not None
+    return binary
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of a real Redis: SRTM_REDIS_URL, or a private redis-server on a free port."""
@@ -36,36 +101,23 @@ def redis_url() -> Iterator[str]:
     if given:
         yield given
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _unavailable("redis-server is not on the PATH and SRTM_REDIS_URL is not set")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="srtm-redis-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            _unavailable(f"redis-server did not start on port {port}")
-        time.sleep(0.05)  # polling a socket for readiness: there is no event to wait on
+    server = RedisServer(redis_binary())
+    server.start()
     try:
-        yield f"redis://127.0.0.1:{port}"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.cleanup()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop and start again."""
+    server = RedisServer(redis_binary())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture

@@ -96,6 +96,7 @@ class RedisLedger:
         self.storage = cast(RedisStorage, storage_from_string(uri, **options))
         # limits exposes the coredis client through the storage's bridge.
         client: Any = self.storage.bridge.get_connection()  # type: ignore[attr-defined]
+        self._client = client
         self._take = client.register_script(TAKE_SCRIPT)
         self._flush = client.register_script(FLUSH_SCRIPT)
         self._ttl = ttl_for(window)
@@ -116,7 +117,7 @@ class RedisLedger:
         return decode_counts(cast(list[Any], reply))
 
     async def close(self) -> None:
-        pass  # coredis releases its pool when the client is collected
+        self._client.connection_pool.disconnect()
 
 
 #: coredis timeouts so a dead store costs a decision milliseconds, not a hang.
