@@ -1,0 +1,599 @@
+"""``ServiceRequestClient`` (threads) and ``AsyncServiceRequestClient`` (asyncio).
+
+Both share ``BaseClient``: configuration, the I/O-free ``ClientCore`` and reporting.
+Each repeats only the I/O: a dispatcher (a thread, or a task) asks the core what to do
+and waits when told to; each send runs on a worker (a thread from a pool of
+``max_in_flight``, or a task) over one httpx client, and reports its outcome back to
+the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
+
+import httpx
+
+from srtm.client._base import ClientCore, Dispatch, Finished, Settlement, Wait, _Entry
+from srtm.client._clock import Clock, SystemClock
+from srtm.client._priorities import Classifier, PriorityPolicy
+from srtm.client._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import random
+    from types import TracebackType
+
+    from srtm.client._events import ClientEvent, ClientStats
+    from srtm.client._request import ServiceRequest
+
+__all__ = ["AsyncServiceRequestClient", "BaseClient", "ServiceRequestClient"]
+
+logger = logging.getLogger("srtm.client")
+
+H = TypeVar("H")
+
+#: Set while a thread resolves handles or runs hooks: close() from there would deadlock.
+_delivering = threading.local()
+
+CertTypes = str | tuple[str, str] | tuple[str, str, str]
+PrioritiesTypes = PriorityPolicy | Mapping[str, int] | Classifier | None
+
+
+def _ssl_context(verify: ssl.SSLContext | str | bool, cert: CertTypes | None) -> ssl.SSLContext:
+    """The TLS context: server verification, and the User's client certificate if any."""
+    if isinstance(verify, ssl.SSLContext):
+        ctx = verify
+    elif isinstance(verify, str):
+        ctx = (
+            ssl.create_default_context(capath=verify)
+            if os.path.isdir(verify)
+            else ssl.create_default_context(cafile=verify)
+        )
+    else:
+        ctx = httpx.create_ssl_context(verify=verify)
+    if cert is not None:
+        if isinstance(cert, str):
+            ctx.load_cert_chain(cert)
+        elif len(cert) == 2:
+            ctx.load_cert_chain(cert[0], cert[1])
+        else:
+            ctx.load_cert_chain(cert[0], cert[1], cert[2])
+    return ctx
+
+
+class BaseClient(Generic[H]):
+    """What the sync and async clients share: configuration, the core, reporting."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | httpx.URL,
+        user_id: str,
+        duis_version: str,
+        priorities: PrioritiesTypes,
+        max_in_flight: int,
+        rate: float | None,
+        follow_rate_limit: bool,
+        pace_factor: float,
+        retry: RetryPolicy,
+        headers: Mapping[str, str] | None,
+        on_event: Callable[[ClientEvent], None] | None,
+        clock: Clock | None,
+        rng: random.Random | Callable[[], float] | None,
+    ) -> None:
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ValueError(f"user_id: must be a non-empty string, got {user_id!r}")
+        if not isinstance(duis_version, str) or not duis_version.strip():
+            raise ValueError(f"duis_version: must be a non-empty string, got {duis_version!r}")
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry: must be a RetryPolicy, got {type(retry).__name__}")
+        self.base_url = httpx.URL(base_url)
+        self.user_id = user_id
+        self.duis_version = duis_version
+        self.on_event = on_event
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.identity_headers = {
+            **(headers or {}),
+            "X-Service-User-ID": user_id,
+            "X-DUIS-Version": duis_version,
+        }
+        self._core: ClientCore[H] = ClientCore(
+            priorities=PriorityPolicy.coerce(priorities),
+            retry=retry,
+            max_in_flight=max_in_flight,
+            rate=rate,
+            follow_rate_limit=follow_rate_limit,
+            pace_factor=pace_factor,
+            clock=self.clock,
+            rng=rng,
+            claim=self._claim,
+            cancelled=self._is_cancelled,
+        )
+
+    # Handle operations, which differ between concurrent.futures and asyncio.
+    def _claim(self, handle: H, first: bool) -> bool:
+        raise NotImplementedError
+
+    def _is_cancelled(self, handle: H) -> bool:
+        raise NotImplementedError
+
+    def _resolve(self, settlement: Settlement[H]) -> None:
+        raise NotImplementedError
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._core.max_in_flight
+
+    def _deliver(self, settled: list[Settlement[H]], events: list[ClientEvent]) -> None:
+        """Resolve handles and report events (outside any lock)."""
+        _delivering.active = True
+        try:
+            for settlement in settled:
+                self._resolve(settlement)
+            if self.on_event is None:
+                return
+            for event in events:
+                try:
+                    self.on_event(event)
+                except Exception:
+                    logger.exception("srtm.client on_event hook failed on %r", event)
+        finally:
+            _delivering.active = False
+
+    def _request_headers(self, entry: _Entry[H]) -> dict[str, str]:
+        return self._core.headers_for(entry.sr)
+
+
+class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]"]):
+    """Send SRs to the gateway from threads: urgent first, throttling honoured.
+
+    ``submit(sr)`` queues an SR and returns a ``concurrent.futures.Future`` that ends in
+    the gateway's final response (an ``httpx.Response``), an exception, or a
+    cancellation; ``send(sr)`` submits and waits. Close it (or use ``with``): closing
+    drains the queue by default, or with ``cancel=True`` cancels what was not sent and
+    returns those SRs.
+
+    Configuration is keyword-only: ``base_url``, the User's ``user_id`` and
+    ``duis_version`` (sent as ``X-Service-User-ID`` and ``X-DUIS-Version``), TLS
+    (``verify``, ``cert``), ``timeout``, ``priorities`` (a ``PriorityPolicy``, or a
+    mapping or function for its order), ``max_in_flight``, pacing (``rate``: the User's
+    allocation in SR/s if known; ``follow_rate_limit``: read the gateway's RateLimit
+    fields; ``pace_factor``: the share of that rate to use), ``retry`` (a
+    ``RetryPolicy``), ``on_event`` (a hook), and for tests ``clock``, ``rng`` and
+    ``transport``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | httpx.URL,
+        user_id: str,
+        duis_version: str = "4.1",
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        timeout: httpx.Timeout | float | None = 30.0,
+        priorities: PrioritiesTypes = None,
+        max_in_flight: int = 8,
+        rate: float | None = None,
+        follow_rate_limit: bool = True,
+        pace_factor: float = 0.9,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_event: Callable[[ClientEvent], None] | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | Callable[[], float] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url=base_url,
+            user_id=user_id,
+            duis_version=duis_version,
+            priorities=priorities,
+            max_in_flight=max_in_flight,
+            rate=rate,
+            follow_rate_limit=follow_rate_limit,
+            pace_factor=pace_factor,
+            retry=retry if retry is not None else RetryPolicy(),
+            headers=headers,
+            on_event=on_event,
+            clock=clock,
+            rng=rng,
+        )
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=self.identity_headers,
+            verify=_ssl_context(verify, cert) if transport is None else True,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+            ),
+            transport=transport,
+        )
+        self._cond = threading.Condition(threading.RLock())
+        self._dispatcher: threading.Thread | None = None
+        self._workers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_in_flight, thread_name_prefix="srtm-client-send"
+        )
+        self._closed = False
+
+    # -- the public API -----------------------------------------------------------------
+
+    def submit(self, sr: ServiceRequest) -> concurrent.futures.Future[httpx.Response]:
+        """Queue an SR; the future ends in its final response, an error, or cancellation."""
+        future: concurrent.futures.Future[httpx.Response] = concurrent.futures.Future()
+        with self._cond:
+            entry = self._core.submit(sr, future)
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(
+                    target=self._run, name="srtm-client-dispatch", daemon=True
+                )
+                self._dispatcher.start()
+            self._cond.notify_all()
+        future.add_done_callback(lambda f: self._on_done(entry, f))
+        return future
+
+    def send(self, sr: ServiceRequest, *, timeout: float | None = None) -> httpx.Response:
+        """Submit an SR and wait for its final response (or its error)."""
+        return self.submit(sr).result(timeout=timeout)
+
+    def stats(self) -> ClientStats:
+        """A snapshot of queue depths, waits, pauses and retries."""
+        with self._cond:
+            return self._core.stats()
+
+    def close(
+        self, *, cancel: bool = False, drain_timeout: float | None = None
+    ) -> list[ServiceRequest]:
+        """Stop accepting SRs and finish: drain the queue, or cancel what was not sent.
+
+        Drains by default: every queued SR is sent (throttling still honoured) and every
+        handle resolved. With ``cancel=True``, or once ``drain_timeout`` seconds of draining
+        have passed, SRs not yet sent (or waiting to be resent) are cancelled; SRs in
+        flight still complete. Returns the cancelled SRs, in queue order.
+        """
+        if getattr(_delivering, "active", False):
+            raise RuntimeError("close() from an on_event hook would wait for itself")
+        with self._cond:
+            if self._closed:
+                return list(self._core.handed_back)
+            self._closed = True
+            self._core.close(cancel=cancel)
+            self._cond.notify_all()
+            dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.join(drain_timeout)
+            if dispatcher.is_alive():
+                with self._cond:
+                    self._core.cancel_pending()
+                    self._cond.notify_all()
+                dispatcher.join()
+        self._workers.shutdown(wait=True)
+        self._http.close()
+        return list(self._core.handed_back)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Leaving on an error cancels what was not sent (the handles say so) rather than
+        # draining a long queue while the error waits.
+        self.close(cancel=exc_type is not None)
+
+    # -- handles ------------------------------------------------------------------------
+
+    def _claim(self, handle: concurrent.futures.Future[httpx.Response], first: bool) -> bool:
+        if first:
+            return handle.set_running_or_notify_cancel()
+        return not handle.done()
+
+    def _is_cancelled(self, handle: concurrent.futures.Future[httpx.Response]) -> bool:
+        return handle.cancelled()
+
+    def _resolve(self, settlement: Settlement[concurrent.futures.Future[httpx.Response]]) -> None:
+        future = settlement.handle
+        if future.done():
+            return
+        try:
+            if settlement.outcome == "response":
+                assert isinstance(settlement.value, httpx.Response)
+                future.set_result(settlement.value)
+            elif settlement.outcome == "error":
+                assert isinstance(settlement.value, BaseException)
+                future.set_exception(settlement.value)
+            elif not future.cancel():
+                # Sent before, so marked running: report the cancellation as its error.
+                future.set_exception(
+                    concurrent.futures.CancelledError("cancelled by close() before it was resent")
+                )
+        except concurrent.futures.InvalidStateError:
+            pass  # the caller cancelled it a moment ago
+
+    def _on_done(
+        self,
+        entry: _Entry[concurrent.futures.Future[httpx.Response]],
+        future: concurrent.futures.Future[httpx.Response],
+    ) -> None:
+        if future.cancelled():
+            with self._cond:
+                self._core.forget(entry)
+                settled, events = self._core.take_outbox()
+                self._cond.notify_all()
+            self._deliver(settled, events)
+
+    # -- the dispatcher and the workers -------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._dispatch()
+        except BaseException as exc:  # a bug must not strand the callers' handles
+            logger.exception("srtm.client dispatcher failed; failing every pending SR")
+            with self._cond:
+                self._core.abort(exc)
+                settled, events = self._core.take_outbox()
+            self._deliver(settled, events)
+            raise
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._cond:
+                action = self._core.next_action()
+                settled, events = self._core.take_outbox()
+                if isinstance(action, Wait) and not settled and not events:
+                    self._wait(action.until)
+                    continue
+            self._deliver(settled, events)
+            if isinstance(action, Dispatch):
+                self._workers.submit(self._attempt, action.entry)
+            elif isinstance(action, Finished):
+                return
+
+    def _wait(self, until: float | None) -> None:
+        """Wait (holding the condition) until ``until`` or a notification."""
+        if self.clock.virtual:
+            if until is not None and self._core.in_flight == 0:
+                self.clock.advance_to(until)
+            else:
+                self._cond.wait()
+            return
+        timeout = None if until is None else max(0.0, until - self.clock.monotonic())
+        self._cond.wait(timeout)
+
+    def _attempt(self, entry: _Entry[concurrent.futures.Future[httpx.Response]]) -> None:
+        outcome: httpx.Response | BaseException
+        try:
+            outcome = self._http.post(
+                entry.sr.path, content=entry.sr.body, headers=self._request_headers(entry)
+            )
+        except Exception as exc:
+            outcome = exc
+        with self._cond:
+            self._core.attempt_finished(entry, outcome)
+            settled, events = self._core.take_outbox()
+            self._cond.notify_all()
+        self._deliver(settled, events)
+
+
+class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
+    """Send SRs to the gateway from asyncio: urgent first, throttling honoured.
+
+    The asyncio twin of ``ServiceRequestClient``, with the same configuration.
+    ``submit(sr)`` (a plain method, called on the event loop) returns an
+    ``asyncio.Future``; ``await send(sr)`` submits and waits; ``await aclose()`` (or
+    ``async with``) drains or cancels. Cancelling the future of a queued SR removes it;
+    an SR already sent finishes, but it is never retried once cancelled.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | httpx.URL,
+        user_id: str,
+        duis_version: str = "4.1",
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        timeout: httpx.Timeout | float | None = 30.0,
+        priorities: PrioritiesTypes = None,
+        max_in_flight: int = 8,
+        rate: float | None = None,
+        follow_rate_limit: bool = True,
+        pace_factor: float = 0.9,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_event: Callable[[ClientEvent], None] | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | Callable[[], float] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url=base_url,
+            user_id=user_id,
+            duis_version=duis_version,
+            priorities=priorities,
+            max_in_flight=max_in_flight,
+            rate=rate,
+            follow_rate_limit=follow_rate_limit,
+            pace_factor=pace_factor,
+            retry=retry if retry is not None else RetryPolicy(),
+            headers=headers,
+            on_event=on_event,
+            clock=clock,
+            rng=rng,
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self.identity_headers,
+            verify=_ssl_context(verify, cert) if transport is None else True,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
+            ),
+            transport=transport,
+        )
+        self._wake: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- the public API -----------------------------------------------------------------
+
+    def submit(self, sr: ServiceRequest) -> asyncio.Future[httpx.Response]:
+        """Queue an SR; await the future for its final response (or its error)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[httpx.Response] = loop.create_future()
+        entry = self._core.submit(sr, future)
+        if self._dispatcher is None:
+            self._wake = asyncio.Event()
+            self._dispatcher = loop.create_task(self._run(), name="srtm-client-dispatch")
+        future.add_done_callback(lambda f: self._on_done(entry, f))
+        self._notify()
+        return future
+
+    async def send(self, sr: ServiceRequest) -> httpx.Response:
+        """Submit an SR and wait for its final response (or its error)."""
+        return await self.submit(sr)
+
+    def stats(self) -> ClientStats:
+        """A snapshot of queue depths, waits, pauses and retries."""
+        return self._core.stats()
+
+    async def aclose(
+        self, *, cancel: bool = False, drain_timeout: float | None = None
+    ) -> list[ServiceRequest]:
+        """Stop accepting SRs and finish: drain the queue, or cancel what was not sent.
+
+        As ``ServiceRequestClient.close``: drains by default; ``cancel=True`` (or a
+        ``drain_timeout`` running out) cancels SRs not yet sent and returns them.
+        """
+        if self._closed:
+            return list(self._core.handed_back)
+        self._closed = True
+        self._core.close(cancel=cancel)
+        self._notify()
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(dispatcher), drain_timeout)
+            except TimeoutError:
+                self._core.cancel_pending()
+                self._notify()
+                await dispatcher
+        await self._http.aclose()
+        return list(self._core.handed_back)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose(cancel=exc_type is not None)
+
+    # -- handles ------------------------------------------------------------------------
+
+    def _claim(self, handle: asyncio.Future[httpx.Response], first: bool) -> bool:
+        return not handle.done()
+
+    def _is_cancelled(self, handle: asyncio.Future[httpx.Response]) -> bool:
+        return handle.cancelled()
+
+    def _resolve(self, settlement: Settlement[asyncio.Future[httpx.Response]]) -> None:
+        future = settlement.handle
+        if future.done():
+            return
+        if settlement.outcome == "response":
+            assert isinstance(settlement.value, httpx.Response)
+            future.set_result(settlement.value)
+        elif settlement.outcome == "error":
+            assert isinstance(settlement.value, BaseException)
+            future.set_exception(settlement.value)
+        else:
+            future.cancel()
+
+    def _on_done(
+        self,
+        entry: _Entry[asyncio.Future[httpx.Response]],
+        future: asyncio.Future[httpx.Response],
+    ) -> None:
+        if future.cancelled():
+            self._core.forget(entry)
+            self._deliver(*self._core.take_outbox())
+            self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- the dispatcher and the workers -------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._dispatch()
+        except BaseException as exc:  # a bug must not strand the callers' handles
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.exception("srtm.client dispatcher failed; failing every pending SR")
+            self._core.abort(exc)
+            self._deliver(*self._core.take_outbox())
+            raise
+
+    async def _dispatch(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        while True:
+            wake.clear()
+            action = self._core.next_action()
+            settled, events = self._core.take_outbox()
+            self._deliver(settled, events)
+            if isinstance(action, Dispatch):
+                task = asyncio.create_task(self._attempt(action.entry))
+                self._attempts.add(task)
+                task.add_done_callback(self._attempts.discard)
+            elif isinstance(action, Finished):
+                return
+            elif not settled and not events:
+                await self._wait(wake, action.until)
+
+    async def _wait(self, wake: asyncio.Event, until: float | None) -> None:
+        if self.clock.virtual:
+            if until is not None and self._core.in_flight == 0:
+                self.clock.advance_to(until)
+                await asyncio.sleep(0)
+            else:
+                await wake.wait()
+            return
+        timeout = None if until is None else max(0.0, until - self.clock.monotonic())
+        try:
+            async with asyncio.timeout(timeout):
+                await wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _attempt(self, entry: _Entry[asyncio.Future[httpx.Response]]) -> None:
+        outcome: httpx.Response | BaseException
+        try:
+            outcome = await self._http.post(
+                entry.sr.path, content=entry.sr.body, headers=self._request_headers(entry)
+            )
+        except asyncio.CancelledError:
+            self._core.attempt_cancelled(entry)
+            self._deliver(*self._core.take_outbox())
+            self._notify()
+            raise
+        except Exception as exc:
+            outcome = exc
+        self._core.attempt_finished(entry, outcome)
+        self._deliver(*self._core.take_outbox())
+        self._notify()

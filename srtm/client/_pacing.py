@@ -1,0 +1,100 @@
+"""Pacing: space sends so that the gateway rarely has to refuse any.
+
+The rate is the lower of a configured allocation and what the gateway's
+``RateLimit-Policy`` says (quota / window), times ``factor`` (a safety margin: network
+jitter bunches evenly spaced sends). Sends are spaced by the generic cell rate algorithm
+(one theoretical arrival time per lane), and bulk SRs have their own, slower lane at
+``bulk_share`` of the rate, so urgent SRs always find room. When the gateway's
+``RateLimit`` field says nothing remains in the window, dispatch holds until it resets.
+
+Pure: no I/O and no clock of its own; the caller passes ``now``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from srtm.client._ratelimit import RateLimitInfo
+
+__all__ = ["Pacer"]
+
+
+class Pacer:
+    """When may the next SR (bulk or not) go?"""
+
+    __slots__ = (
+        "_bulk_tat",
+        "_tat",
+        "_window_end",
+        "_window_left",
+        "bulk_share",
+        "configured",
+        "factor",
+        "follow_gateway",
+        "gateway",
+    )
+
+    def __init__(
+        self,
+        *,
+        rate: float | None,
+        follow_gateway: bool,
+        factor: float,
+        bulk_share: float,
+    ) -> None:
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"rate: must be a positive number of SR/s or None, got {rate!r}")
+        if not (0.0 < factor <= 1.0):
+            raise ValueError(f"pace_factor: must be in (0, 1], got {factor!r}")
+        self.configured = rate
+        self.follow_gateway = follow_gateway
+        self.factor = factor
+        self.bulk_share = bulk_share
+        self.gateway: float | None = None
+        self._tat = -math.inf
+        self._bulk_tat = -math.inf
+        self._window_left: int | None = None
+        self._window_end = -math.inf
+
+    @property
+    def rate(self) -> float | None:
+        """The pace in SR/s, or None when unpaced."""
+        rates = [r for r in (self.configured, self.gateway) if r is not None]
+        return min(rates) * self.factor if rates else None
+
+    def observe(self, info: RateLimitInfo | None, now: float) -> None:
+        """Take in the RateLimit fields of a response."""
+        if info is None or not self.follow_gateway:
+            return
+        if info.rate is not None and info.rate > 0:
+            self.gateway = info.rate
+        if info.remaining is not None:
+            self._window_left = info.remaining
+            self._window_end = now + (info.reset if info.reset is not None else 1.0)
+
+    def ready_at(self, now: float, *, bulk: bool) -> float:
+        """The earliest time an SR of this kind may go (``<= now``: go now)."""
+        at = -math.inf
+        if self._window_left is not None:
+            if now >= self._window_end:
+                self._window_left = None
+            elif self._window_left <= 0:
+                at = self._window_end
+        if self.rate is not None:
+            at = max(at, self._tat)
+            if bulk and self.bulk_share < 1.0:
+                at = max(at, self._bulk_tat)
+        return at
+
+    def on_send(self, now: float, *, bulk: bool) -> None:
+        """Account for one send at ``now``."""
+        if self._window_left is not None:
+            self._window_left -= 1
+        rate = self.rate
+        if rate is None:
+            return
+        self._tat = max(self._tat, now) + 1.0 / rate
+        if bulk and self.bulk_share < 1.0:
+            self._bulk_tat = max(self._bulk_tat, now) + 1.0 / (rate * self.bulk_share)
