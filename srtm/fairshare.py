@@ -65,7 +65,7 @@ def fair_share(
 
     limits = dict(floor)
     excess = {u: demand[u] - floor[u] for u in users if demand[u] > floor[u]}
-    spare = budget - math.fsum(min(demand[u], floor[u]) for u in users)
+    spare = budget - _total(min(demand[u], floor[u]) for u in users)
     if spare > 0 and excess:
         extra = _fill(excess, weight, spare)
         for u, e in excess.items():
@@ -73,15 +73,14 @@ def fair_share(
             limits[u] = demand[u] if extra[u] >= e else min(demand[u], floor[u] + extra[u])
 
     if headroom and users:
-        leftover = budget - math.fsum(demand.values())
+        leftover = budget - _total(demand.values())
         if leftover > 0:
-            total_weight = math.fsum(weight.values())
+            top = max(weight.values())
+            # Weights scaled to at most 1, so that their sum cannot overflow.
+            scaled = {u: weight[u] / top if top > 0 else 1.0 for u in users}
+            total_weight = math.fsum(scaled.values())
             for u in users:
-                share = (
-                    leftover * weight[u] / total_weight
-                    if total_weight > 0
-                    else leftover / len(users)
-                )
+                share = leftover * (scaled[u] / total_weight)
                 limits[u] = max(floor[u], demand[u] + share)
     return limits
 
@@ -112,7 +111,7 @@ def water_level(
 
 def _fill(excess: Mapping[K, float], weights: Mapping[K, float], spare: float) -> dict[K, float]:
     """Water-fill *spare* (> 0) over *excess*, positive weights first; inputs are valid."""
-    if spare >= math.fsum(excess.values()):
+    if spare >= _total(excess.values()):
         return dict(excess)
     extra: dict[K, float] = {}
     positive = [(u, e, weights.get(u, 0.0)) for u, e in excess.items() if weights.get(u, 0.0) > 0]
@@ -123,30 +122,47 @@ def _fill(excess: Mapping[K, float], weights: Mapping[K, float], spare: float) -
 
 
 def _fill_weighted(
-    claims: Iterable[tuple[K, float, float]], spare: float, out: dict[K, float]
+    claims: list[tuple[K, float, float]], spare: float, out: dict[K, float]
 ) -> float:
     """Water-fill *spare* over (user, excess, weight > 0) claims into *out*; return what is left.
 
     Claims are taken in order of the level ``e/w`` at which they are satisfied; the
-    first that cannot be satisfied at the level the rest of the spare reaches fixes ``λ``
-    for it and every later claim.
+    first that the rest of the spare cannot satisfy fixes the level for it and every
+    later claim, which then share that rest in proportion to their weights.
     """
-    order = sorted(claims, key=lambda claim: claim[1] / claim[2])
+    if not claims:
+        return spare
+    # Only the weights' ratios matter: scaling them to at most 1 keeps their sums finite,
+    # and ordering by log(e) - log(w) keeps e/w from overflowing for tiny weights.
+    top = max(w for _, _, w in claims)
+    ordered = sorted(
+        claims, key=lambda claim: math.log(claim[1]) - math.log(claim[2]) if claim[1] else -math.inf
+    )
+    order = [(u, e, w / top) for u, e, w in ordered]
     # Suffix sums of the weights: adding up from the back never cancels, unlike
     # subtracting satisfied weights from a running total.
-    remaining_weight = [0.0] * (len(order) + 1)
+    rest = [0.0] * (len(order) + 1)
     for i in range(len(order) - 1, -1, -1):
-        remaining_weight[i] = remaining_weight[i + 1] + order[i][2]
+        rest[i] = rest[i + 1] + order[i][2]
     for i, (user, e, w) in enumerate(order):
-        level = spare / remaining_weight[i] if spare > 0 else 0.0
-        if e / w <= level:
+        if rest[i] == 0:  # the weights left are too small to scale with the top one
+            return _fill_weighted(ordered[i:], spare, out)
+        if e <= spare * (w / rest[i]):
             out[user] = e
             spare = max(0.0, spare - e)
             continue
         for later, later_e, later_w in order[i:]:
-            out[later] = min(later_e, level * later_w)
+            out[later] = min(later_e, spare * (later_w / rest[i]))
         return 0.0
     return spare
+
+
+def _total(values: Iterable[float]) -> float:
+    """Exact-as-possible sum of non-negative floats; ``inf`` if it overflows."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return math.inf
 
 
 def _check_all(what: str, values: Mapping[K, float]) -> None:

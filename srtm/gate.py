@@ -157,7 +157,6 @@ class _Pool:
     )
     refused: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (window, epoch)
     full: int = -1  # last window in which the hard cap was reached
-    last_read: int | None = None
     stats: defaultdict[str, UserStats] = field(default_factory=lambda: defaultdict(UserStats))
 
 
@@ -338,13 +337,26 @@ class GateCore:
                 for user, count in counts.items():
                     p.pending[window][user] += count
 
-    def absorb(self, p: _Pool, read_window: int, offered: Mapping[str, int], scale: int) -> None:
-        """Feed a complete window's offered counts to the governor, once per window."""
-        if p.last_read == read_window:
-            return
-        p.last_read = read_window
-        if scale != 1:
-            offered = {u: c * scale for u, c in offered.items()}
+    def absorb(
+        self,
+        p: _Pool,
+        now: float,
+        counts: tuple[Mapping[str, int], Mapping[str, int]],
+        scale: int,
+    ) -> None:
+        """Feed the governor the offered rate over the last ``window`` seconds.
+
+        The estimate slides: the previous window weighted by the part of it still inside
+        the last ``window`` seconds, plus the current window so far. A flood therefore
+        shows within one control period, not after a whole window has closed.
+        """
+        previous, current = counts
+        phase = now / p.policy.window - self.window_of(p, now)
+        offered: dict[str, float] = {}
+        for user, count in previous.items():
+            offered[user] = count * (1.0 - phase) * scale
+        for user, count in current.items():
+            offered[user] = offered.get(user, 0.0) + count * scale
         before = p.governor.active
         p.governor.update(offered, p.policy.window)
         if p.governor.active != before:
@@ -476,29 +488,29 @@ class Gate(GateCore):
         return outcome
 
     def tick(self, now: float | None = None) -> None:
-        """Recompute every pool from the last complete window (off the hot path)."""
+        """Recompute every pool from the offered rate of the last window (off the hot path)."""
         now = self.clock() if now is None else now
         with self._tick_lock:
             for p in self.pools.values():
-                read_window = self.window_of(p, now) - 1
+                window = self.window_of(p, now)
                 pending = self.take_pending(p)
                 ledger, scale = self._ledgers[p.name], 1
                 if p.name in self._shared and self.store_usable(now):
                     try:
-                        counts = ledger.flush_and_read(p.name, pending, read_window)
+                        counts = ledger.flush_and_read(p.name, pending, window)
                     except Exception as exc:  # keep deciding locally; the counts are kept
                         self.store_failed(now, exc)
                         self.return_pending(p, pending)
-                        counts = self._fallback.flush_and_read(p.name, {}, read_window)
+                        counts = self._fallback.flush_and_read(p.name, {}, window)
                         scale = p.policy.nodes
                     else:
                         self.store_ok(now)
                 elif p.name in self._shared:
-                    counts = self._fallback.flush_and_read(p.name, pending, read_window)
+                    counts = self._fallback.flush_and_read(p.name, pending, window)
                     scale = p.policy.nodes
                 else:
-                    counts = ledger.flush_and_read(p.name, pending, read_window)
-                self.absorb(p, read_window, counts, scale)
+                    counts = ledger.flush_and_read(p.name, pending, window)
+                self.absorb(p, now, counts, scale)
 
     def start(self) -> None:
         """Start the background recomputation thread (idempotent)."""

@@ -64,8 +64,8 @@ class Governor:
         self.capacity = float(capacity)
         self._recompute()
 
-    def update(self, offered: Mapping[str, int], seconds: float) -> GovernorState:
-        """Take one complete window's offered counts (``seconds`` long) and recompute."""
+    def update(self, offered: Mapping[str, float], seconds: float) -> GovernorState:
+        """Take the requests each User offered over the last ``seconds`` and recompute."""
         alpha = self.policy.smoothing
         latest = {user: count / seconds for user, count in offered.items()}
         demand: dict[str, float] = {}

@@ -121,20 +121,20 @@ end
 return {k, reason, used, total}
 """
 
-# Add counted-locally offered requests to some windows and read one window back.
-# KEYS[1]: offered hash to read; KEYS[2..]: offered hashes to add to.
+# Add counted-locally offered requests to some windows, then read the previous and the
+# current window back. KEYS[1], KEYS[2]: offered hashes to read; KEYS[3..]: to add to.
 # ARGV: ttl, then per added key: m, then m pairs of (user, count).
 FLUSH_SCRIPT = """
 local ttl = tonumber(ARGV[1])
 local i = 2
-for k = 2, #KEYS do
+for k = 3, #KEYS do
   local m = tonumber(ARGV[i]); i = i + 1
   for _ = 1, m do
     redis.call('HINCRBY', KEYS[k], ARGV[i], tonumber(ARGV[i + 1])); i = i + 2
   end
   redis.call('EXPIRE', KEYS[k], ttl)
 end
-return redis.call('HGETALL', KEYS[1])
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 """
 
 
@@ -144,10 +144,10 @@ def ttl_for(window: float) -> int:
 
 
 def flush_args(
-    pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int, ttl: int
+    pool: str, pending: Mapping[int, Mapping[str, int]], window: int, ttl: int
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of :data:`FLUSH_SCRIPT`."""
-    keys = [redis_keys(pool, read_window)[0]]
+    keys = [redis_keys(pool, window - 1)[0], redis_keys(pool, window)[0]]
     args: list[str | int] = [ttl]
     for window, counts in pending.items():
         keys.append(redis_keys(pool, window)[0])
@@ -176,9 +176,10 @@ class Ledger(Protocol):
         ...
 
     def flush_and_read(
-        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
-    ) -> dict[str, int]:
-        """Add locally counted offered requests, then read a window's offered counts."""
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Add locally counted offered requests, then read the offered counts of the
+        previous and the current window."""
         ...
 
     def close(self) -> None:
@@ -216,16 +217,19 @@ class MemoryLedger:
         return Outcome(k, reason, used, total)
 
     def flush_and_read(
-        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
-    ) -> dict[str, int]:
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
         with self._lock:
-            for window, counts in pending.items():
-                offered = self._offered.setdefault((pool, window), defaultdict(int))
+            for slot_window, counts in pending.items():
+                offered = self._offered.setdefault((pool, slot_window), defaultdict(int))
                 for user, count in counts.items():
                     offered[user] += count
-            for slot in [s for s in self._offered if s[0] == pool and s[1] < read_window - 2]:
+            for slot in [s for s in self._offered if s[0] == pool and s[1] < window - 2]:
                 del self._offered[slot]
-            return dict(self._offered.get((pool, read_window), {}))
+            return (
+                dict(self._offered.get((pool, window - 1), {})),
+                dict(self._offered.get((pool, window), {})),
+            )
 
     def close(self) -> None:
         self.storage.reset()
@@ -250,10 +254,11 @@ class RedisLedger:
         return Outcome(int(k), Reason(int(reason)), int(used), int(total))
 
     def flush_and_read(
-        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
-    ) -> dict[str, int]:
-        keys, args = flush_args(pool, pending, read_window, self._ttl)
-        return decode_counts(self._flush(keys=keys, args=args))
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        keys, args = flush_args(pool, pending, window, self._ttl)
+        previous, current = self._flush(keys=keys, args=args)
+        return decode_counts(previous), decode_counts(current)
 
     def close(self) -> None:
         client: Any = self.storage.get_connection()

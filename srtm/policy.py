@@ -82,7 +82,7 @@ class TrafficPolicy:
     storage: str = "memory://"
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     engage_after: int = 1
-    release_after: int = 5
+    release_after: int = 8
     release_ratio: float = 0.9
     smoothing: float = 0.3
     duis_429_from: str = "4.1"
@@ -106,7 +106,9 @@ class TrafficPolicy:
             raise PolicyError("window", f"must be at most 3600 s, got {self.window!r}")
         s(self, "window", window)
         if self.control_period is None:
-            s(self, "control_period", window)
+            # A quarter window (at most 1 s): a flood shows within a fraction of a second,
+            # at the price of one store round trip per period per node.
+            s(self, "control_period", min(max(window / 4, 0.05), 1.0))
         else:
             period = _rate("control_period", self.control_period, positive=True)
             if period > 60:

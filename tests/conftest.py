@@ -8,9 +8,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

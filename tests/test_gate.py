@@ -56,7 +56,8 @@ def test_a_flood_is_held_to_its_fair_share_and_others_keep_theirs() -> None:
     # From the second window on, traffic management is on: a and b get all they ask,
     # c gets its allocation (10) plus the 5 a leaves unused of the budget (80).
     for got in history[1:]:
-        assert got["a"] == 35 and got["b"] == 30
+        assert got["a"] == 35
+        assert got["b"] == 30
         assert got["c"] == 15
         assert sum(got.values()) <= 80
     assert gate.pool("default").governor.active
@@ -74,7 +75,8 @@ def test_throttled_status_depends_on_duis_version() -> None:
     run_second(gate, 3, {"c": 500})
     assert [d.status for d in (new, newer, old, unknown, garbage)] == [200] * 5 or True
     refused = gate.decide(Identity("c", "4.1"), now=3.99)
-    assert refused.status == 429 and refused.reason is Reason.USER
+    assert refused.status == 429
+    assert refused.reason is Reason.USER
     assert gate.decide(Identity("c", "3.2"), now=3.99).status == 503
     assert gate.decide(Identity("c", None), now=3.99).status == 503
     assert gate.decide(Identity("c", "x.y"), now=3.99).status == 503
@@ -89,7 +91,8 @@ def test_retry_after_is_when_the_user_is_next_admitted() -> None:
     assert gate.decide(Identity("c", "4.1"), 800, now=1.0).admitted == 800
     assert gate.decide(Identity("a", "4.1"), 200, now=1.0).admitted == 200
     refused = gate.decide(Identity("c", "4.1"), now=3.2)
-    assert refused.reason is Reason.CAPACITY and refused.status == 503
+    assert refused.reason is Reason.CAPACITY
+    assert refused.status == 503
     assert refused.retry_after == 7  # ceil(10 - 3.2)
     late = gate.decide(Identity("b", "4.1"), now=9.9)
     assert late.retry_after == 1  # never 0
@@ -103,7 +106,8 @@ def test_hard_cap_holds_when_guarantees_are_oversubscribed() -> None:
         assert sum(got.values()) <= 100
         assert sum(got.values()) == 100  # work-conserving up to the cap
     refused = gate.decide(Identity("u0", "4.1"), now=5.99)
-    assert refused.reason is Reason.CAPACITY and refused.status == 503  # the system's sake
+    assert refused.reason is Reason.CAPACITY
+    assert refused.status == 503
 
 
 def test_refusals_within_a_window_come_from_the_cache() -> None:
@@ -126,7 +130,9 @@ def test_shadow_mode_decides_and_reports_but_refuses_nothing() -> None:
     gate = Gate(policy(shadow=True), background=False)
     history = [run_second(gate, s, {"a": 35, "c": 1000}) for s in range(4)]
     decision = gate.decide(Identity("c", "4.1"), now=3.99)
-    assert decision.allowed and decision.shadow and decision.status == 200
+    assert decision.allowed
+    assert decision.shadow
+    assert decision.status == 200
     stats = gate.snapshot()["pools"]["default"]["users"]["c"]
     assert stats["shadow_refused"] > 0
     assert gate.snapshot()["pools"]["default"]["active"]
@@ -138,9 +144,11 @@ def test_capacity_change_at_run_time_and_outage() -> None:
     run_second(gate, 0, {"a": 30})
     gate.set_capacity(0)
     refused = gate.decide(Identity("a", "4.1"), now=1.5)
-    assert refused.admitted == 0 and refused.status == 503
+    assert refused.admitted == 0
+    assert refused.status == 503
     assert refused.reason is Reason.CAPACITY
-    assert refused.retry_after is not None and refused.retry_after >= 1
+    assert refused.retry_after is not None
+    assert refused.retry_after >= 1
     gate.set_capacity(50)
     got = run_second(gate, 2, {"a": 60})
     # The new budget is 0.8 * 50 = 40, all of it a's guarantee: a is held there.
@@ -148,12 +156,11 @@ def test_capacity_change_at_run_time_and_outage() -> None:
 
 
 def test_pools_are_separate() -> None:
-    gate = Gate(
-        {"smets1": policy(capacity=10), "smets2": policy(capacity=100)}, background=False
-    )
+    gate = Gate({"smets1": policy(capacity=10), "smets2": policy(capacity=100)}, background=False)
     s1 = sum(gate.decide(Identity("a", "4.1", "smets1"), now=0.5).admitted for _ in range(50))
     s2 = sum(gate.decide(Identity("a", "4.1", "smets2"), now=0.5).admitted for _ in range(50))
-    assert s1 == 10 and s2 == 50
+    assert s1 == 10
+    assert s2 == 50
     with pytest.raises(ValueError, match="several pools"):
         gate.set_capacity(5)
     with pytest.raises(KeyError):
@@ -185,7 +192,8 @@ def test_two_gates_on_one_redis_enforce_one_global_allocation(redis_db: str) -> 
             for user, n in (("a", 1), ("c", 50)):
                 got[user] += gate.decide(Identity(user, "4.1"), n, now=second + k / 20).admitted
         per_window.append(got)
-    assert one.pool("default").governor.active and two.pool("default").governor.active
+    assert one.pool("default").governor.active
+    assert two.pool("default").governor.active
     for got in per_window[1:]:
         # a asked 20 a window and got it all. c's one global fair share is its own 10
         # plus the spare 80 - 20 - 10 = 50: 60 a window across both nodes, not 60 on each.
@@ -212,7 +220,8 @@ def test_refused_flood_costs_no_round_trips(redis_db: str) -> None:
     assert all(d.admitted == 0 for d in refused)
     assert script_calls() == before
     admitted = gate.decide(Identity("a", "4.1"), now=2.9)
-    assert admitted.admitted == 1 and script_calls() == before + 1
+    assert admitted.admitted == 1
+    assert script_calls() == before + 1
     gate.close()
     client.close()
 
@@ -235,7 +244,8 @@ def test_store_outage_falls_back_locally_and_recovers(
     gate.tick(now=2.0)  # a failed flush keeps its counts and does not raise
     private_redis.start()
     later = gate.decide(Identity("a", "4.1"), now=2.0 + 60)
-    assert later.admitted == 1 and not later.degraded
+    assert later.admitted == 1
+    assert not later.degraded
     assert gate.degraded_since is None
     gate.close()
 

@@ -21,7 +21,8 @@ def test_inactive_below_threshold_means_no_limits() -> None:
     for _ in range(10):
         state = gov.update({"a": 35, "b": 30, "c": 10}, 1.0)
     assert not state.active
-    assert gov.limit("a") is None and gov.limit("c") is None
+    assert gov.limit("a") is None
+    assert gov.limit("c") is None
 
 
 def test_engages_at_threshold_and_shares_by_fair_share() -> None:
@@ -56,7 +57,8 @@ def test_hysteresis_no_flapping_under_constant_demand() -> None:
     gov = Governor(policy(release_after=3, release_ratio=0.9))
     history = [gov.update({"a": 40, "b": 30, "c": 12}, 1.0).active for _ in range(30)]
     # 82 SR/s is above the budget of 80: on, and it stays on.
-    assert history[0] and all(history)
+    assert history[0]
+    assert all(history)
     # Just below the budget but above the release level (72): still on.
     history = [gov.update({"a": 40, "b": 30, "c": 5}, 1.0).active for _ in range(30)]
     assert all(history)
@@ -88,7 +90,8 @@ def test_capacity_can_change_at_run_time() -> None:
     assert gov.budget == pytest.approx(40)
     # Over-subscribed now: guarantees stand as they are, nobody gets spare.
     assert gov.limit("c") == pytest.approx(10)
-    assert before is not None and before > 10
+    assert before is not None
+    assert before > 10
     with pytest.raises(ValueError, match="capacity"):
         gov.set_capacity(-1)
 

@@ -92,31 +92,31 @@ class AsyncGate(GateCore):
         return outcome
 
     async def tick(self, now: float | None = None) -> None:
-        """Recompute every pool from the last complete window (off the hot path)."""
+        """Recompute every pool from the offered rate of the last window (off the hot path)."""
         now = self.clock() if now is None else now
         if self._tick_lock is None:
             self._tick_lock = asyncio.Lock()
         async with self._tick_lock:
             for p in self.pools.values():
-                read_window = self.window_of(p, now) - 1
+                window = self.window_of(p, now)
                 pending = self.take_pending(p)
                 ledger, scale = self._ledgers[p.name], 1
                 if p.name in self._shared and self.store_usable(now):
                     try:
-                        counts = await ledger.flush_and_read(p.name, pending, read_window)
+                        counts = await ledger.flush_and_read(p.name, pending, window)
                     except Exception as exc:  # keep deciding locally; the counts are kept
                         self.store_failed(now, exc)
                         self.return_pending(p, pending)
-                        counts = await self._fallback.flush_and_read(p.name, {}, read_window)
+                        counts = await self._fallback.flush_and_read(p.name, {}, window)
                         scale = p.policy.nodes
                     else:
                         self.store_ok(now)
                 elif p.name in self._shared:
-                    counts = await self._fallback.flush_and_read(p.name, pending, read_window)
+                    counts = await self._fallback.flush_and_read(p.name, pending, window)
                     scale = p.policy.nodes
                 else:
-                    counts = await ledger.flush_and_read(p.name, pending, read_window)
-                self.absorb(p, read_window, counts, scale)
+                    counts = await ledger.flush_and_read(p.name, pending, window)
+                self.absorb(p, now, counts, scale)
 
     def start(self) -> None:
         """Start the recomputation task on the running loop (idempotent)."""

@@ -39,9 +39,10 @@ class Ledger(Protocol):
         ...
 
     async def flush_and_read(
-        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
-    ) -> dict[str, int]:
-        """Add locally counted offered requests, then read a window's offered counts."""
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Add locally counted offered requests, then read the offered counts of the
+        previous and the current window."""
         ...
 
     async def close(self) -> None:
@@ -74,15 +75,18 @@ class MemoryLedger:
         return Outcome(k, reason, used, total)
 
     async def flush_and_read(
-        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
-    ) -> dict[str, int]:
-        for window, counts in pending.items():
-            offered = self._offered.setdefault((pool, window), defaultdict(int))
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        for slot_window, counts in pending.items():
+            offered = self._offered.setdefault((pool, slot_window), defaultdict(int))
             for user, count in counts.items():
                 offered[user] += count
-        for slot in [s for s in self._offered if s[0] == pool and s[1] < read_window - 2]:
+        for slot in [s for s in self._offered if s[0] == pool and s[1] < window - 2]:
             del self._offered[slot]
-        return dict(self._offered.get((pool, read_window), {}))
+        return (
+            dict(self._offered.get((pool, window - 1), {})),
+            dict(self._offered.get((pool, window), {})),
+        )
 
     async def close(self) -> None:
         await self.storage.reset()
@@ -110,11 +114,11 @@ class RedisLedger:
         return Outcome(int(k), Reason(int(reason)), int(used), int(total))
 
     async def flush_and_read(
-        self, pool: str, pending: Mapping[int, Mapping[str, int]], read_window: int
-    ) -> dict[str, int]:
-        keys, args = flush_args(pool, pending, read_window, self._ttl)
-        reply = await self._flush.execute(keys=keys, args=args)
-        return decode_counts(cast(list[Any], reply))
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        keys, args = flush_args(pool, pending, window, self._ttl)
+        previous, current = cast(list[list[Any]], await self._flush.execute(keys=keys, args=args))
+        return decode_counts(previous), decode_counts(current)
 
     async def close(self) -> None:
         self._client.connection_pool.disconnect()
