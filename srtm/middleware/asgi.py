@@ -54,6 +54,9 @@ class ASGITrafficManager:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._watch_shutdown(receive), send)
+            return
         if scope["type"] != "http" or scope.get("path") in self._front.exempt_paths:
             await self.app(scope, receive, send)
             return
@@ -75,6 +78,17 @@ class ASGITrafficManager:
 
         scope["srtm.decision"] = decision
         await self.app(scope, receive, send_with_fields)
+
+    def _watch_shutdown(self, receive: Receive) -> Receive:
+        # Lifespan messages pass through unchanged; at shutdown the gate lets go of its
+        # storage connections first, on the loop that opened them.
+        async def watched() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                await self.gate.close()
+            return message
+
+        return watched
 
     async def aclose(self) -> None:
         """Stop background recomputation and release storage connections."""
