@@ -198,10 +198,16 @@ def _triple(
     limits: dict[str | None, tuple[int, float | None]],
 ) -> None:
     if limit:
-        first = next(_items(limit))
-        quota = _int(first.bare)
-        window = _seconds(first.params.get("w"))
-        if quota is not None and (window is None or window > 0):
+        # "10" or, in draft 03, "10, 10;w=1, 1000;w=3600": the limit, then its policies.
+        items = list(_items(limit))
+        quota = _int(items[0].bare)
+        window = None
+        for item in items:
+            w = _seconds(item.params.get("w"))
+            if w is not None and w > 0 and _int(item.bare) == quota:
+                window = w
+                break
+        if quota is not None:
             policies.setdefault(None, (quota, window))
     left = _int(remaining)
     if left is not None:

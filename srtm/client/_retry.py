@@ -114,9 +114,10 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     if not text:
         return None
     if _DIGITS.fullmatch(text):
-        if len(text.lstrip("0")) > _MAX_DIGITS:
+        digits = text.lstrip("0") or "0"
+        if len(digits) > _MAX_DIGITS:
             return math.inf
-        return float(int(text))
+        return float(int(digits))
     when = _parse_http_date(text, now)
     if when is None:
         return None

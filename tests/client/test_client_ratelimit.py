@@ -1,0 +1,126 @@
+"""The gateway's RateLimit fields: read tolerantly, never a crash."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from srtm.client import RateLimitInfo, parse_ratelimit
+
+
+def parse(**fields: str) -> RateLimitInfo | None:
+    return parse_ratelimit(httpx.Headers({k.replace("_", "-"): v for k, v in fields.items()}))
+
+
+def test_structured_field_form() -> None:
+    info = parse(RateLimit_Policy='"smets2";q=40;w=1', RateLimit='"smets2";r=12;t=1')
+    assert info == RateLimitInfo(pool="smets2", quota=40, window=1.0, remaining=12, reset=1.0)
+    assert info.rate == 40.0
+
+
+def test_window_longer_than_a_second() -> None:
+    info = parse(RateLimit_Policy='"default";q=600;w=60')
+    assert info is not None
+    assert info.rate == 10.0
+    assert info.remaining is None
+
+
+def test_several_policies_the_most_restrictive_wins() -> None:
+    info = parse(
+        RateLimit_Policy='"burst";q=100;w=1, "sustained";q=3000;w=60',
+        RateLimit='"burst";r=80;t=1, "sustained";r=0;t=42',
+    )
+    assert info is not None
+    assert info.pool == "sustained"
+    assert info.rate == 50.0
+    assert (info.remaining, info.reset) == (0, 42.0)
+
+
+def test_token_names_and_quoted_commas() -> None:
+    info = parse(RateLimit_Policy='"a,b";q=5;w=1', RateLimit='"a,b";r=4;t=1')
+    assert info is not None
+    assert info.pool == "a,b"
+    assert info.quota == 5
+
+
+def test_older_triple() -> None:
+    info = parse(RateLimit_Limit="100", RateLimit_Remaining="7", RateLimit_Reset="3")
+    assert info == RateLimitInfo(pool=None, quota=100, window=None, remaining=7, reset=3.0)
+    assert info.rate is None  # no window: no rate to pace by
+
+
+def test_older_triple_with_a_policy_in_the_limit() -> None:
+    info = parse(RateLimit_Limit="10, 10;w=1", RateLimit_Remaining="2", RateLimit_Reset="1")
+    assert info is not None
+    assert info.rate == 10.0
+
+
+def test_older_dictionary_form() -> None:
+    info = parse(RateLimit="limit=10, remaining=3, reset=2")
+    assert info is not None
+    assert (info.quota, info.remaining, info.reset) == (10, 3, 2.0)
+
+
+def test_older_bare_policy() -> None:
+    info = parse(RateLimit_Policy="20;w=2")
+    assert info is not None
+    assert info.rate == 10.0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"RateLimit_Policy": '"p";q=-1;w=1'},
+        {"RateLimit_Policy": '"p";q=abc;w=1'},
+        {"RateLimit_Policy": '"p";q=10;w=0'},
+        {"RateLimit_Policy": '"p";q=10;w=-5'},
+        {"RateLimit_Policy": '"p";q=1e9999;w=1'},
+        {"RateLimit": '"p";r=-3;t=1'},
+        {"RateLimit": '"p";r=;t=1'},
+        {"RateLimit_Remaining": "many"},
+        {"RateLimit_Policy": '"unterminated;q=10;w=1'},
+        {"RateLimit_Policy": ";;;,,,"},
+    ],
+)
+def test_bad_values_are_ignored(fields: dict[str, str]) -> None:
+    info = parse(**fields)
+    assert info is None or (info.rate is None and info.remaining is None) or info.rate == 10.0
+
+
+def test_nan_and_infinite_windows_are_ignored() -> None:
+    assert parse(RateLimit_Policy='"p";q=10;w=nan') is not None  # quota alone is kept
+    assert parse(RateLimit_Policy='"p";q=10;w=nan').rate is None  # type: ignore[union-attr]
+    assert parse(RateLimit_Policy='"p";q=10;w=inf').rate is None  # type: ignore[union-attr]
+
+
+def test_no_fields_is_none() -> None:
+    assert parse(Content_Type="application/xml") is None
+
+
+header_names = st.sampled_from(
+    [
+        "RateLimit",
+        "RateLimit-Policy",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+    ]
+)
+field_text = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
+    st.from_regex(r'\A("[a-z,;=]{0,5}"|[a-z0-9]{0,4})(;[qwrt]=[-0-9.a-z]{0,6}){0,4}\Z'),
+)
+
+
+@given(fields=st.dictionaries(header_names, field_text, max_size=5))
+def test_any_header_values_never_crash(fields: dict[str, str]) -> None:
+    info = parse_ratelimit(httpx.Headers(fields))
+    if info is None:
+        return
+    for value in (info.quota, info.remaining):
+        assert value is None or value >= 0
+    for seconds in (info.window, info.reset):
+        assert seconds is None or seconds >= 0
+    assert info.rate is None or info.rate > 0
