@@ -48,6 +48,7 @@ class Governor:
         self.active = False
         self.demand: dict[str, float] = {}
         self.limits: dict[str, float] | None = None
+        self.reserved = 0.0  # Σ min(demand, guarantee) over all Users
         self.epoch = 0
         self._above = 0
         self._below = 0
@@ -90,6 +91,7 @@ class Governor:
         return self.state()
 
     def _recompute(self) -> None:
+        self.reserved = sum(min(d, self.policy.guarantee(u)) for u, d in self.demand.items())
         if self.active:
             users = self.demand.keys() | self.policy.allocations.keys()
             self.limits = fair_share(
@@ -109,6 +111,23 @@ class Governor:
         found = self.limits.get(user)
         # A User first seen since the last recomputation still has its guarantee.
         return self.policy.guarantee(user) if found is None else found
+
+    def admission_limit(self, user: str) -> float:
+        """The rate at which ``user``'s requests start being refused (SR/s).
+
+        While traffic management is on, its fair-share limit. While it is off, whatever
+        keeps the total within the budget when every other User sends what it does now,
+        up to its guarantee: ``max(g_u, B - Σ_{o≠u} min(d_o, g_o))``. Nobody is refused
+        below that, so nobody is throttled before the aggregate reaches the threshold;
+        but a flood that starts between two recomputations is held there at once,
+        instead of taking the whole budget from the Users already sending.
+        """
+        limit = self.limit(user)
+        if limit is not None:
+            return limit
+        guarantee = self.policy.guarantee(user)
+        own = min(self.demand.get(user, 0.0), guarantee)
+        return max(guarantee, self.budget - (self.reserved - own))
 
     def state(self) -> GovernorState:
         """A snapshot for operators and the simulator."""
