@@ -195,9 +195,8 @@ class GateCore:
         cap = math.floor(gov.capacity * scale + 1e-9)
         budget = math.floor(gov.budget * scale + 1e-9)
         guarantee = min(_count(policy.guarantee(user) * scale), cap)
-        limit = gov.limit(user)
         return Quota(
-            limit=cap if limit is None else min(_count(limit * scale), cap),
+            limit=min(_count(gov.admission_limit(user) * scale), cap),
             guarantee=guarantee,
             budget=budget,
             cap=cap,
@@ -258,7 +257,7 @@ class GateCore:
         window_end = (self.window_of(p, now) + 1) * policy.window
         to_reset = max(window_end - now, 0.0)
         remaining, _ = _room(outcome.used, outcome.total, quota)
-        limit = quota.limit if p.governor.active else min(quota.limit, quota.budget)
+        limit = quota.limit
         status, retry_after = 200, None
         if outcome.admitted < n:
             if outcome.reason is Reason.CAPACITY:
