@@ -21,10 +21,10 @@ are; reporting that, and the hard cap on the total, are the caller's business.
 The functions are pure (no I/O, no clock, no randomness) and cost O(n log n).
 """
 
-# Hand-written on purpose: no well-kept Python library does weighted max-min fair
-# sharing with per-User guarantees and caps (the schedulers and network simulators that
-# implement water-filling do it internally, without guarantees or this API), and the
-# algorithm is a sort and one pass.
+# Hand-written on purpose: no well-kept Python library offers weighted max-min sharing
+# with per-User guarantees and demand caps as a function (Doorman and Kubernetes' flow
+# control each carry their own variant inside their Go code), and the algorithm is only
+# a sort and one pass, checked against their tests (tests/test_fairshare.py).
 
 from __future__ import annotations
 
