@@ -1,0 +1,96 @@
+"""Properties of the gate under arbitrary traffic, on an injected clock."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from srtm import Gate, Identity, TrafficPolicy
+
+USERS = ["a", "b", "c", "d"]
+
+traffic = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=6, allow_nan=False),  # when
+        st.sampled_from(USERS),  # who
+        st.integers(min_value=1, max_value=60),  # how many
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    traffic=traffic,
+    capacity=st.floats(min_value=5, max_value=200),
+    threshold=st.floats(min_value=0.3, max_value=1.0),
+    allocations=st.lists(st.floats(min_value=0, max_value=80), min_size=4, max_size=4),
+    ticks=st.lists(st.floats(min_value=0, max_value=6), max_size=30),
+)
+def test_admitted_total_never_exceeds_capacity_in_any_window(
+    traffic: list[tuple[float, str, int]],
+    capacity: float,
+    threshold: float,
+    allocations: list[float],
+    ticks: list[float],
+) -> None:
+    policy = TrafficPolicy(
+        capacity=capacity,
+        threshold=threshold,
+        allocations=dict(zip(USERS, allocations, strict=True)),
+    )
+    gate = Gate(policy, background=False)
+    events = sorted([(t, "tick", "", 0) for t in ticks] + [(t, "sr", u, n) for t, u, n in traffic])
+    admitted: Counter[int] = Counter()
+    for now, kind, user, n in events:
+        if kind == "tick":
+            gate.tick(now=now)
+            continue
+        decision = gate.decide(Identity(user, "4.1"), n, now=now)
+        assert 0 <= decision.admitted <= n
+        if decision.admitted < n:
+            assert decision.status in (429, 503)
+            assert decision.retry_after is not None
+            assert decision.retry_after >= 1
+        else:
+            assert decision.status == 200
+        admitted[int(now // policy.window)] += decision.admitted
+    assert all(count <= int(capacity * policy.window + 1e-9) for count in admitted.values())
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    demand=st.lists(st.integers(min_value=0, max_value=40), min_size=4, max_size=4),
+    allocations=st.lists(st.integers(min_value=0, max_value=40), min_size=4, max_size=4),
+    flood_from=st.floats(min_value=0, max_value=3),
+)
+def test_within_allocation_is_never_refused_while_guarantees_fit(
+    demand: list[int], allocations: list[int], flood_from: float
+) -> None:
+    """A User at or under its allocation is never refused, whatever the others do, as
+    long as the allocations fit in the budget (the policy is not over-subscribed) and the
+    gate has recomputed once since the traffic began (in the very first window of a
+    gateway's life nothing is known of anyone's demand)."""
+    capacity = 200.0
+    if sum(allocations) > 0.8 * capacity:
+        return
+    gate = Gate(
+        TrafficPolicy(capacity=capacity, allocations=dict(zip(USERS, allocations, strict=True))),
+        background=False,
+    )
+    for second in range(5):
+        for k in range(10):
+            if k % 2 == 0:  # five recomputations a window
+                gate.tick(now=second + k / 10)
+            for user, want in zip(USERS, demand, strict=True):
+                now = second + k / 10 + 0.01
+                # a floods from flood_from on, whatever its allocation
+                n = (2000 if user == "a" and now >= flood_from else want) // 10
+                if not n:
+                    continue
+                decision = gate.decide(Identity(user, "4.1"), n, now=now)
+                if second >= 1 and user != "a" and want <= allocations[USERS.index(user)]:
+                    assert decision.admitted == n, (user, second, k, decision)
