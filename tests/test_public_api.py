@@ -18,9 +18,7 @@ def test_all_names_resolve(module: str) -> None:
 
 def test_all_is_complete() -> None:
     public = {name for name in vars(srtm) if not name.startswith("_")}
-    modules = {
-        name for name in public if type(getattr(srtm, name)).__name__ == "module"
-    }
+    modules = {name for name in public if type(getattr(srtm, name)).__name__ == "module"}
     assert public - modules - {"annotations"} <= set(srtm.__all__) | {"__version__"}
 
 
