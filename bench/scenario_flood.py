@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from srtm import Gate, Identity, TrafficPolicy  # noqa: E402
+from srtm import Gate, Identity, TrafficPolicy
 
 ALLOCATIONS = {"a": 40.0, "b": 30.0, "c": 10.0}
 RATES = {"a": 35, "b": 25}
@@ -177,8 +177,13 @@ def show(result: dict[str, Any]) -> None:
         cells = [f"{w['offered'].get(u, 0)}/{w['admitted'].get(u, 0)}" for u in ("a", "b", "c")]
         print(f"| {w['t']} | " + " | ".join(cells) + f" | {sum(w['admitted'].values())} |")
     print()
-    for key in ("share_admitted", "flooder_offered_per_s", "flooder_admitted_per_s",
-                "flooder_admitted_per_s_after_first_window", "peak_admitted_per_window"):
+    for key in (
+        "share_admitted",
+        "flooder_offered_per_s",
+        "flooder_admitted_per_s",
+        "flooder_admitted_per_s_after_first_window",
+        "peak_admitted_per_window",
+    ):
         print(f"- {key}: {result[key]}")
 
 
@@ -208,7 +213,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--mode", choices=("virtual", "http", "both"), default="both")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--plot", action="store_true", help="also write scenario_flood.png")
@@ -222,7 +229,9 @@ def main() -> None:
     for result in results:
         show(result)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scenario_flood.json").write_text(json.dumps({"machine": machine, "runs": results}, indent=1))
+    (args.out / "scenario_flood.json").write_text(
+        json.dumps({"machine": machine, "runs": results}, indent=1)
+    )
     if args.plot:
         plot(results, args.out / "scenario_flood.png")
 
