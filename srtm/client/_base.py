@@ -419,6 +419,8 @@ class ClientCore(Generic[H]):
             if self._closing and self._in_flight == 0 and len(self._queue) == 0:
                 return Finished()
             wake = self._wake_time()
+            if len(self._queue) == 0:
+                return Wait(None)  # a submission or a completion wakes the driver
             if self._in_flight >= self.max_in_flight:
                 return Wait(wake)  # or sooner: a completion wakes the driver
             if now < self._pause_until:

@@ -216,6 +216,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             transport=transport,
         )
         self._cond = threading.Condition(threading.RLock())
+        self._busy = 0  # sends dispatched and not yet fully reported
         self._dispatcher: threading.Thread | None = None
         self._workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_in_flight, thread_name_prefix="srtm-client-send"
@@ -352,6 +353,8 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
                 if isinstance(action, Wait) and not settled and not events:
                     self._wait(action.until)
                     continue
+                if isinstance(action, Dispatch):
+                    self._busy += 1
             self._deliver(settled, events)
             if isinstance(action, Dispatch):
                 self._workers.submit(self._attempt, action.entry)
@@ -361,7 +364,9 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     def _wait(self, until: float | None) -> None:
         """Wait (holding the condition) until ``until`` or a notification."""
         if self.clock.virtual:
-            if until is not None and self._core.in_flight == 0:
+            # Virtual time moves only when nothing is running: no send in flight and no
+            # worker still reporting (its hooks may submit SRs "at" the current time).
+            if until is not None and self._busy == 0:
                 self.clock.advance_to(until)
             else:
                 self._cond.wait()
@@ -377,11 +382,16 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             )
         except Exception as exc:
             outcome = exc
-        with self._cond:
-            self._core.attempt_finished(entry, outcome)
-            settled, events = self._core.take_outbox()
-            self._cond.notify_all()
-        self._deliver(settled, events)
+        try:
+            with self._cond:
+                self._core.attempt_finished(entry, outcome)
+                settled, events = self._core.take_outbox()
+                self._cond.notify_all()
+            self._deliver(settled, events)
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
 
 
 class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):

@@ -65,7 +65,7 @@ def make_client(kind: str) -> Iterator[Callable[..., Facade]]:
 
     yield make
     for facade in made:
-        facade.close(cancel=True)
+        facade.stop()
 
 
 @pytest.fixture

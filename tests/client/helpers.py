@@ -273,8 +273,13 @@ class SyncFacade:
     def stats(self) -> ClientStats:
         return self.client.stats()
 
-    def close(self, *, cancel: bool = False, drain_timeout: float | None = None) -> list[ServiceRequest]:
+    def close(
+        self, *, cancel: bool = False, drain_timeout: float | None = None
+    ) -> list[ServiceRequest]:
         return self.client.close(cancel=cancel, drain_timeout=drain_timeout)
+
+    def stop(self) -> None:
+        self.client.close(cancel=True)
 
 
 class AsyncFacade:
@@ -324,15 +329,18 @@ class AsyncFacade:
 
         return self._run(go())
 
-    def close(self, *, cancel: bool = False, drain_timeout: float | None = None) -> list[ServiceRequest]:
+    def close(
+        self, *, cancel: bool = False, drain_timeout: float | None = None
+    ) -> list[ServiceRequest]:
         if self._stopped:
             return []
-        try:
-            return self._run(self.client.aclose(cancel=cancel, drain_timeout=drain_timeout))
-        finally:
-            self.stop()
+        return self._run(self.client.aclose(cancel=cancel, drain_timeout=drain_timeout))
 
     def stop(self) -> None:
+        """Close the client (cancelling) if still open, and stop the loop."""
+        if self._stopped:
+            return
+        self.close(cancel=True)
         if self._stopped:
             return
         self._stopped = True

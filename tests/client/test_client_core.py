@@ -166,9 +166,7 @@ def test_bulk_by_default_always_leaves_a_slot(clock: VirtualClock) -> None:
 
 
 def test_bulk_has_its_own_slower_pace(clock: VirtualClock) -> None:
-    core = make_core(
-        clock, max_in_flight=100, rate=10.0, priorities=PriorityPolicy(bulk_share=0.5)
-    )
+    core = make_core(clock, max_in_flight=100, rate=10.0, priorities=PriorityPolicy(bulk_share=0.5))
     submit(core, *[sr("4.6.1") for _ in range(3)])
     times = []
     for _ in range(3):

@@ -124,7 +124,7 @@ def test_delta_seconds_is_a_floor_with_bounded_jitter(seconds: int, seed: int) -
 
 
 @given(
-    offset=st.integers(min_value=-10**6, max_value=10**6),
+    offset=st.integers(min_value=-(10**6), max_value=10**6),
     form=st.sampled_from(["imf", "rfc850", "asctime"]),
     seed=st.integers(0, 2**32),
 )
