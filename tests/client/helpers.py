@@ -18,12 +18,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import uvicorn
 
 from srtm.client import AsyncServiceRequestClient, ClientStats, ServiceRequest, ServiceRequestClient
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 

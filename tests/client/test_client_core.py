@@ -147,7 +147,8 @@ def test_bulk_holds_at_most_its_share_of_in_flight_slots(clock: VirtualClock) ->
     core = make_core(clock, max_in_flight=4, priorities=PriorityPolicy(bulk_share=0.5))
     submit(core, *[sr("4.6.1") for _ in range(10)])
     first, second = dispatch(core), dispatch(core)
-    assert first.bulk and second.bulk
+    assert first.bulk
+    assert second.bulk
     assert core.next_action() == Wait(None)  # two slots left, kept for urgent work
     submit(core, sr("2.2"), sr("7.1"))
     assert dispatch(core).sr.variant == "2.2"
@@ -430,7 +431,7 @@ def test_a_deadline_passing_in_the_queue_fails_the_sr(clock: VirtualClock) -> No
     assert action == Wait(3.0)  # wakes for the deadline, not only the pause
     clock.advance_to(3.0)
     core.next_action()
-    ((outcome, error),) = settled(core)
+    ((_, error),) = settled(core)
     assert isinstance(error, DeadlineExceededError)
     assert error.sr is late.sr
     assert error.attempts == 0
