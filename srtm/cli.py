@@ -1,0 +1,228 @@
+"""The ``srtm`` command: ``srtm demo`` (a live gateway under attack) and ``srtm simulate``.
+
+``srtm demo`` needs nothing but the package: no Redis, no network beyond loopback.
+``srtm simulate`` comes from :mod:`srtm.sim.cli` (``add_parser(subparsers)`` and
+``main(args)``); when that module is not there, ``simulate`` says so clearly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import srtm
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
+
+__all__ = ["build_parser", "main"]
+
+_DESCRIPTION = """\
+Service Request Traffic Management: share a message gateway's back-end capacity fairly
+across Service Users, and send Service Requests so that urgent ones go first.
+
+commands:
+  demo       watch a real gateway hold while one Supplier runs amok (about 30 s)
+  simulate   run incident scenarios on a virtual clock, with plots and tables
+"""
+
+_DEMO_DESCRIPTION = """\
+Run a real gateway and five Suppliers on this machine, and make one of them run amok.
+
+The gateway is a small back-end app behind srtm.middleware.ASGITrafficManager
+(embedded memory:// storage), served by uvicorn on 127.0.0.1. Its policy: capacity
+200 SR/s, threshold 0.8, so traffic management engages at 160 SR/s; the five
+Suppliers' allocations (A 50, B 40, C 30, D 25, E 15 SR/s) add up to those 160.
+Each Supplier sends prepayment top-ups (2.2), price updates (1.2.1) and bulk reads
+(4.8.1) through srtm.client.AsyncServiceRequestClient, within its allocation: 106
+SR/s together, so traffic management stays off. From 30% to 70% of the run,
+Supplier D's back end breaks: a separate process floods bulk reads on 8
+connections as fast as they go, bypassing its client (no pacing, no Retry-After).
+
+The terminal shows, per User, what it offered and had admitted in the last
+window, its refusals (429/503), its limit while traffic management is on, and how
+long top-ups take. At the end, a verdict computed from the measurements:
+
+  - each well-behaved User had at least 99% of its requests admitted, and every
+    one of their SRs was answered;
+  - their top-ups during the flood took under 1 s at the 95th percentile (a
+    throttled User would have waited at least 1 s for Retry-After);
+  - D really flooded (1.5x its fair share or more), and was held to its fair share
+    from the measured demand (within 10%, plus one request per window);
+  - traffic management was off before the flood and on during it;
+  - no window admitted more than capacity.
+
+It writes a PNG of the run (offered and admitted per User per second, traffic
+management on/off, capacity and threshold, top-up latency) and, with --json, a
+machine-readable summary. Exit status: 0 when the verdict passes, 1 when it fails
+or the demo could not run, 2 for bad arguments.
+"""
+
+
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and 5 <= value <= 3600):
+        raise argparse.ArgumentTypeError(f"must be between 5 and 3600 seconds, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _writable(path: Path, what: str, suffix: str) -> str | None:
+    """Why ``path`` cannot be written (before a 30 s run rather than after), or None."""
+    if path.suffix.lower() != suffix:
+        return f"{what}: must end in {suffix}, got {str(path)!r}"
+    if path.is_dir():
+        return f"{what}: {str(path)!r} is a directory"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"{what}: the folder {str(parent)!r} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{what}: cannot write to {str(path)!r}"
+    return None
+
+
+def _add_demo(subparsers: Any) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="watch a real gateway hold while one Supplier runs amok",
+        description=_DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--duration",
+        type=_duration,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the run lasts, 5 to 3600 (default: 30)",
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("srtm-demo.png"),
+        metavar="PATH",
+        help="where to write the plot, a .png (default: ./srtm-demo.png)",
+    )
+    demo.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write a summary (figures, checks, per-window counts) as JSON",
+    )
+    demo.add_argument(
+        "--no-live",
+        action="store_true",
+        help="print one plain line per second instead of the live table "
+        "(automatic when standard output is not a terminal)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=_seed,
+        default=1,
+        help="seed of the Suppliers' arrivals and mixes (default: 1)",
+    )
+
+
+def _sim_cli() -> ModuleType | None:
+    """``srtm.sim.cli`` if it is installed; None if it is not there (a bug in it is raised)."""
+    try:
+        return importlib.import_module("srtm.sim.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name in {"srtm.sim", "srtm.sim.cli"}:
+            return None
+        raise
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, ModuleType | None]:
+    """The ``srtm`` argument parser, and the simulator's CLI module if there is one."""
+    parser = argparse.ArgumentParser(
+        prog="srtm",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'srtm COMMAND --help' for what a command does and its options.",
+    )
+    parser.add_argument("--version", action="version", version=f"srtm {srtm.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo(subparsers)
+    sim = _sim_cli()
+    if sim is not None:
+        sim.add_parser(subparsers)
+    else:
+        unavailable = subparsers.add_parser(
+            "simulate",
+            help="run incident scenarios on a virtual clock (not available in this build)",
+            description="simulate is not available in this build (srtm.sim.cli is missing).",
+        )
+        unavailable.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser, sim
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from srtm.demo import DemoConfig, DemoConfigError, run_demo
+
+    demo_parser = _subparser(parser, "demo")
+    for path, what, suffix in ((args.out, "--out", ".png"), (args.json, "--json", ".json")):
+        problem = path is not None and _writable(path, what, suffix)
+        if problem:
+            demo_parser.error(problem)
+    try:
+        config = DemoConfig(duration=args.duration, seed=args.seed)
+    except DemoConfigError as exc:
+        demo_parser.error(str(exc))
+    console = Console()
+    live = console.is_terminal and not args.no_live
+    try:
+        report = run_demo(config, out=args.out, json_path=args.json, live=live, console=console)
+    except KeyboardInterrupt:
+        print("srtm demo: interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, OSError) as exc:
+        print(f"srtm demo: error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if report.passed else 1
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps its subparsers here, and nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices.get(name)
+            if isinstance(found, argparse.ArgumentParser):
+                return found
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``srtm`` command with ``argv`` (default: the process's); returns the exit status."""
+    parser, sim = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return _demo(parser, args)
+    if args.command == "simulate":
+        if sim is None:
+            print(
+                "srtm simulate: error: simulate is not available in this build "
+                "(the module srtm.sim.cli is missing)",
+                file=sys.stderr,
+            )
+            return 2
+        status = sim.main(args)
+        return int(status) if status is not None else 0
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse checks it
+    return 2  # pragma: no cover
