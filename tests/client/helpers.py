@@ -58,7 +58,7 @@ class Reply:
     body: bytes = b"<Response/>"
 
 
-Handler = Callable[["Request"], Awaitable[Reply]]
+Handler = Callable[["Request"], Awaitable["Reply | None"]]
 
 
 @dataclass
@@ -107,6 +107,9 @@ class ScriptApp:
         request = Request(headers=headers, body=body, receive=receive, path=scope["path"])
         at, wall = self.clock(), time.time()
         reply = await self.handler(request)
+        if reply is None:  # no answer at all: the client gave up and went away
+            self.log.append(Arrival(at, wall, request.user, request.request_id, 0, body))
+            return
         self.log.append(Arrival(at, wall, request.user, request.request_id, reply.status, body))
         await send(
             {
@@ -221,7 +224,9 @@ def serve(app: Any, *, port: int = 0, started: threading.Event | None = None) ->
     once (the kernel queues them); ``started`` (set by the app's lifespan startup) is
     then awaited so that a server that fails to start fails the test quickly.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, or asyncio does not set TCP_NODELAY on accepted connections
+    # (it checks sock.proto) and every response waits out a delayed ACK (about 40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
