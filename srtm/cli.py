@@ -26,35 +26,33 @@ __all__ = ["build_parser", "main"]
 _DESCRIPTION = """\
 Service Request Traffic Management: share a message gateway's back-end capacity fairly
 across Service Users, and send Service Requests so that urgent ones go first.
-
-commands:
-  demo       watch a real gateway hold while one Supplier runs amok (about 30 s)
-  simulate   run incident scenarios on a virtual clock, with plots and tables
 """
 
 _DEMO_DESCRIPTION = """\
-Run a real gateway and five Suppliers on this machine, and make one of them run amok.
+Run a real gateway and {n} Suppliers on this machine, and make one of them run amok.
 
 The gateway is a small back-end app behind srtm.middleware.ASGITrafficManager
 (embedded memory:// storage), served by uvicorn on 127.0.0.1. Its policy: capacity
-200 SR/s, threshold 0.8, so traffic management engages at 160 SR/s; the five
-Suppliers' allocations (A 50, B 40, C 30, D 25, E 15 SR/s) add up to those 160.
+{capacity:.0f} SR/s, threshold {threshold:g}, so traffic management engages at {budget:.0f} SR/s.
+The Suppliers' allocations ({allocations} SR/s) add up to {allocated:.0f}.
 Each Supplier sends prepayment top-ups (2.2), price updates (1.2.1) and bulk reads
-(4.8.1) through srtm.client.AsyncServiceRequestClient, within its allocation: 106
-SR/s together, so traffic management stays off. From 30% to 70% of the run,
-Supplier D's back end breaks: a separate process floods bulk reads on 8
+(4.8.1) through srtm.client.AsyncServiceRequestClient, within its allocation: {sent:.0f}
+SR/s together, so traffic management stays off. From {amok_from:.0%} to {amok_to:.0%} of the run,
+Supplier {runaway}'s back end breaks: a separate process floods bulk reads on {connections}
 connections as fast as they go, bypassing its client (no pacing, no Retry-After).
 
 The terminal shows, per User, what it offered and had admitted in the last
-window, its refusals (429/503), its limit while traffic management is on, and how
-long top-ups take. At the end, a verdict computed from the measurements:
+window, its refusals (429/503), its limit while traffic management is on, the SRs
+waiting in its client, and how long top-ups take. At the end, a verdict computed
+from the measurements:
 
-  - each well-behaved User had at least 99% of its requests admitted, and every
-    one of their SRs was answered;
-  - their top-ups during the flood took under 1 s at the 95th percentile (a
+  - each well-behaved User had at least {min_share:.0%} of its requests admitted, and
+    every one of their SRs was answered;
+  - their top-ups during the flood took under {p95:g} s at the 95th percentile (a
     throttled User would have waited at least 1 s for Retry-After);
-  - D really flooded (1.5x its fair share or more), and was held to its fair share
-    from the measured demand (within 10%, plus one request per window);
+  - {runaway} really flooded (1.5x its fair share or more), and was held to its fair
+    share computed from the measured demand (at most {slack:g}x of it, plus one request
+    per window: the gate decides on estimates a fraction of a window old);
   - traffic management was off before the flood and on during it;
   - no window admitted more than capacity.
 
@@ -65,13 +63,41 @@ or the demo could not run, 2 for bad arguments.
 """
 
 
+def _demo_description() -> str:
+    from srtm.demo._config import DemoConfig
+
+    cfg = DemoConfig()
+    return _DEMO_DESCRIPTION.format(
+        n=len(cfg.suppliers),
+        capacity=cfg.capacity,
+        threshold=cfg.threshold,
+        budget=cfg.budget,
+        allocations=", ".join(f"{s.label} {s.allocation:g}" for s in cfg.suppliers),
+        allocated=sum(s.allocation for s in cfg.suppliers),
+        sent=sum(s.rate for s in cfg.suppliers),
+        amok_from=cfg.amok_from,
+        amok_to=cfg.amok_to,
+        runaway=cfg.runaway.label,
+        connections=cfg.flood_connections,
+        min_share=cfg.min_share,
+        p95=cfg.max_topup_p95,
+        slack=cfg.fair_share_slack,
+    )
+
+
+#: The incident (30% to 70% of the run) must cover three whole windows of 1 s.
+_MIN_DURATION = 8.0
+
+
 def _duration(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not (math.isfinite(value) and 5 <= value <= 3600):
-        raise argparse.ArgumentTypeError(f"must be between 5 and 3600 seconds, got {text}")
+    if not (math.isfinite(value) and _MIN_DURATION <= value <= 3600):
+        raise argparse.ArgumentTypeError(
+            f"must be between {_MIN_DURATION:.0f} and 3600 seconds, got {text}"
+        )
     return value
 
 
@@ -100,7 +126,7 @@ def _add_demo(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo",
         help="watch a real gateway hold while one Supplier runs amok",
-        description=_DEMO_DESCRIPTION,
+        description=_demo_description(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
@@ -108,7 +134,7 @@ def _add_demo(subparsers: Any) -> None:
         type=_duration,
         default=30.0,
         metavar="SECONDS",
-        help="how long the run lasts, 5 to 3600 (default: 30)",
+        help="how long the run lasts, 8 to 3600 (default: 30)",
     )
     demo.add_argument(
         "--out",

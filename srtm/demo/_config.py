@@ -72,8 +72,11 @@ class DemoConfig:
     ``flood_connections`` connections, as fast as they go. The verdict passes when the
     well-behaved Users had at least ``min_share`` of their requests admitted, their
     top-ups' 95th percentile latency stayed under ``max_topup_p95`` seconds, the
-    runaway got no more than its fair share (``fair_share_slack`` of it, plus one
-    request per window for rounding), and no window admitted more than capacity.
+    runaway got no more than ``fair_share_slack`` times its fair share (computed after
+    the fact from each window's measured demand; the gate decides on estimates a
+    fraction of a window old, and a window's admissions are never taken back when a
+    later recomputation lowers a limit) plus one request per window for rounding, and no
+    window admitted more than capacity.
     """
 
     duration: float = 30.0
@@ -87,12 +90,14 @@ class DemoConfig:
     seed: int = 1
     min_share: float = 0.99
     max_topup_p95: float = 1.0
-    fair_share_slack: float = 1.10
+    fair_share_slack: float = 1.25
     _labels: dict[str, Supplier] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.duration) and 5 <= self.duration <= 3600):
-            raise DemoConfigError("duration", f"must be 5 to 3600 seconds, got {self.duration!r}")
+        if not (math.isfinite(self.duration) and 0 < self.duration <= 3600):
+            raise DemoConfigError(
+                "duration", f"must be more than 0 and at most 3600 seconds, got {self.duration!r}"
+            )
         if not (0 <= self.amok_from < self.amok_to <= 1):
             raise DemoConfigError(
                 "amok_from/amok_to",

@@ -76,6 +76,17 @@ def plot(report: Report, path: Path) -> None:
             baseline=None,
         )
     levels(ax_off)
+    for y, text in ((cfg.capacity, "capacity"), (cfg.budget, "threshold")):
+        ax_off.annotate(
+            text,
+            (1, y),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 3 if y == cfg.capacity else -3),
+            textcoords="offset points",
+            ha="right",
+            va="bottom" if y == cfg.capacity else "top",
+            fontsize=8,
+        )
     ax_off.set_yscale("log")
     ax_off.set_ylabel(f"offered, {per}")
     frame(

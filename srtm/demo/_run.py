@@ -20,7 +20,7 @@ import srtm
 from srtm.demo._gateway import Gateway
 from srtm.demo._measure import analyse
 from srtm.demo._suppliers import Suppliers
-from srtm.demo._view import frame, plain_line, render
+from srtm.demo._view import frame, plain_line, render, seconds
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -97,10 +97,11 @@ def _intro(console: Console, config: DemoConfig, url: str) -> None:
         f"traffic management engages at {config.budget:.0f} SR/s.\n"
         f"Suppliers, SR/s: {users}; each sends top-ups (2.2), price updates (1.2.1) and bulk "
         f"reads (4.8.1) through srtm.client.\n"
-        f"[red]{runaway.label}[/] runs amok from {config.amok_start:.0f} s to "
-        f"{config.amok_end:.0f} s: a broken back end floods bulk reads on "
+        f"[red]{runaway.label}[/] runs amok from {seconds(config.amok_start)} to "
+        f"{seconds(config.amok_end)}: a broken back end floods bulk reads on "
         f"{config.flood_connections} connections, bypassing its client.",
         highlight=False,
+        soft_wrap=not console.is_terminal,
     )
 
 
@@ -200,13 +201,14 @@ def _show_plain(
 
 
 def _conclude(console: Console, report: Report, out: Path | None, json_path: Path | None) -> None:
+    wrap = not console.is_terminal  # a log file gets whole lines
     console.print()
     for check in report.checks:
         mark = "[green]ok  [/]" if check.passed else "[bold red]FAIL[/]"
-        console.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+        console.print(f"{mark} {check.name}: {check.detail}", highlight=False, soft_wrap=wrap)
     console.print()
     style = "bold green" if report.passed else "bold red"
-    console.print(report.verdict, style=style, highlight=False)
+    console.print(report.verdict, style=style, highlight=False, soft_wrap=wrap)
     if out is not None:
         from srtm.demo._plot import plot
 

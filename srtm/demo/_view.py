@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from srtm.demo._gateway import Gateway
     from srtm.demo._suppliers import Suppliers
 
-__all__ = ["Frame", "frame", "plain_line", "render"]
+__all__ = ["Frame", "frame", "plain_line", "render", "seconds"]
 
 _LATENCY_SPAN = 5.0  # seconds of top-ups the live latency figures cover
 
@@ -33,6 +34,7 @@ class Row:
     runaway: bool
     last: Counts  # the last complete window
     refused_total: int
+    waiting: int  # SRs submitted to its client and not yet answered
     limit: float | None
     p50: float | None
     p95: float | None
@@ -73,13 +75,16 @@ def frame(config: DemoConfig, gateway: Gateway, suppliers: Suppliers, start: flo
                 last_counts[label] = c
     sample = gateway.samples[-1] if gateway.samples else None
     with suppliers.lock:
+        # Top-ups answered in the last few seconds, however long ago they were submitted.
         recent = [
             x
             for x in suppliers.settled
             if x.variant == TOP_UP
             and x.outcome == "response"
-            and x.submitted >= now - _LATENCY_SPAN
+            and x.submitted + x.latency >= now - _LATENCY_SPAN
         ]
+        answered = Counter(x.label for x in suppliers.settled)
+        waiting = {label: n - answered[label] for label, n in suppliers.submitted.items()}
     rows = []
     for s in config.suppliers:
         mine = [x.latency for x in recent if x.label == s.label]
@@ -90,6 +95,7 @@ def frame(config: DemoConfig, gateway: Gateway, suppliers: Suppliers, start: flo
                 runaway=s.runaway,
                 last=last_counts.get(s.label, Counts()),
                 refused_total=refused[s.label],
+                waiting=waiting.get(s.label, 0),
                 limit=sample.limits.get(s.user_id) if sample and sample.active else None,
                 p50=percentile(mine, 50),
                 p95=percentile(mine, 95),
@@ -111,12 +117,17 @@ def _ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1000:.0f}"
 
 
+def seconds(t: float) -> str:
+    """``9 s`` or ``3.6 s``."""
+    return f"{t:.0f} s" if abs(t - round(t)) < 0.05 else f"{t:.1f} s"
+
+
 def _phase(config: DemoConfig, t: float) -> str:
     runaway = config.runaway.label
     if t < config.amok_start:
-        return f"calm: {runaway} runs amok at {config.amok_start:.0f} s"
+        return f"calm: {runaway} runs amok at {seconds(config.amok_start)}"
     if t < config.amok_end:
-        return f"{runaway} IS RUNNING AMOK (until {config.amok_end:.0f} s)"
+        return f"{runaway} IS RUNNING AMOK (until {seconds(config.amok_end)})"
     return f"{runaway} has stopped flooding"
 
 
@@ -154,6 +165,7 @@ def render(config: DemoConfig, f: Frame) -> RenderableType:
     table.add_column("503" + per, justify="right")
     table.add_column("refused so far", justify="right")
     table.add_column("limit (TM)", justify="right")
+    table.add_column("waiting in client", justify="right")
     table.add_column("top-up ms p50 / p95", justify="right")
     for r in f.rows:
         style = "red" if r.runaway else ""
@@ -170,10 +182,11 @@ def render(config: DemoConfig, f: Frame) -> RenderableType:
             str(r.last.refused_503),
             str(r.refused_total),
             "—" if r.limit is None else f"{r.limit:.0f}",
+            Text(str(r.waiting), style="bold red" if r.waiting > r.allocation * w else ""),
             f"{_ms(r.p50)} / {_ms(r.p95)}",
         )
     latency = Text.assemble(
-        "well-behaved Users' top-ups (last 5 s): median ",
+        "well-behaved Users' top-ups answered in the last 5 s: median ",
         (_ms(f.good_p50) + " ms", "bold"),
         ", p95 ",
         (_ms(f.good_p95) + " ms", "bold"),
