@@ -1,0 +1,290 @@
+"""Each User's sender in aggregate: a queue per priority class, or an open loop.
+
+A :class:`ClientState` is what :class:`srtm.client` does, counted rather than enacted
+SR by SR: SRs wait in one FIFO per class (cohorts of ``[arrival time, count]``), the
+most urgent go first, a refused SR stays queued, and a refusal pauses the whole User
+until ``Retry-After`` (or a backoff with full jitter when there is none). An aggregate
+offer of ``n`` SRs of which the gate admits ``k`` admits the first ``k`` in the
+client's order, as sending them one by one in that order would.
+
+:class:`OpenLoopState` offers whatever arrives and forgets what is refused.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Sequence
+
+    from srtm.sim._scenario import Client
+
+__all__ = ["ClientState", "OpenLoopState", "Recorder", "Sender"]
+
+_EPS = 1e-9
+
+
+class Recorder:
+    """Figures every sender of one run adds to: latency of the priority class, backlogs."""
+
+    def __init__(self, classes: int, minutes: int, resolution: float) -> None:
+        self.backlog = [0] * classes  # SRs queued now, per class index
+        self.lat_count = [0] * minutes  # priority-class SRs admitted in each minute
+        self.lat_sum = [0.0] * minutes  # ... and their waiting time added up (s)
+        self.lat_max = [0.0] * minutes
+        self.hist: dict[int, int] = {}  # waiting time in units of resolution -> count
+        self.resolution = resolution
+        self.class_wait = [0.0] * classes  # total waiting time per class (s)
+
+    def waited(self, cls: int, count: int, wait: float, minute: int, priority: bool) -> None:
+        self.class_wait[cls] += wait * count
+        if priority:
+            self.lat_count[minute] += count
+            self.lat_sum[minute] += wait * count
+            if wait > self.lat_max[minute]:
+                self.lat_max[minute] = wait
+            key = round(wait / self.resolution)
+            self.hist[key] = self.hist.get(key, 0) + count
+
+
+class Sender:
+    """What the runner asks of a User's sender (see the two kinds below)."""
+
+    __slots__ = ("lost", "paused_until", "priority_admitted", "priority_wait_max", "size")
+
+    def __init__(self) -> None:
+        self.size = 0  # SRs queued (not counting those that arrived in this slice)
+        self.paused_until = 0.0
+        self.lost = 0
+        self.priority_admitted = 0
+        self.priority_wait_max = 0.0
+
+    def arrive(self, counts: Sequence[int], total: int, now: float) -> None:
+        raise NotImplementedError
+
+    def offer(self, now: float, cap: int) -> int:
+        raise NotImplementedError
+
+    def settle(self, n: int, k: int, retry_after: int | None, now: float, minute: int) -> None:
+        raise NotImplementedError
+
+    def mark(self, now: float) -> None:
+        """Start timing how long the SRs queued now take to drain (per class)."""
+
+    def drained(self) -> list[float | None]:
+        """When each class's SRs queued at the last mark had all been admitted."""
+        return []
+
+    def queued_by_class(self) -> list[int]:
+        """SRs still queued, per class index (none for an open loop)."""
+        return []
+
+
+class OpenLoopState(Sender):
+    """Offers what arrives; refused SRs are lost."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = 0
+
+    def arrive(self, counts: Sequence[int], total: int, now: float) -> None:
+        self._pending += total
+
+    def offer(self, now: float, cap: int) -> int:
+        return self._pending
+
+    def settle(self, n: int, k: int, retry_after: int | None, now: float, minute: int) -> None:
+        self.lost += n - k
+        self._pending -= n
+
+
+class ClientState(Sender):
+    """srtm.client in aggregate: per-class FIFO queues, urgent first, obeys Retry-After."""
+
+    __slots__ = (
+        "_attempt",
+        "_backlog",
+        "_base",
+        "_cap",
+        "_drained",
+        "_fresh",
+        "_fresh_at",
+        "_fresh_total",
+        "_jitter",
+        "_keys",
+        "_old",
+        "_order",
+        "_pri",
+        "_queues",
+        "_rec",
+        "_rng",
+    )
+
+    def __init__(
+        self,
+        spec: Client,
+        class_values: Sequence[int],
+        priority_index: int,
+        recorder: Recorder,
+        rng: random.Random,
+    ) -> None:
+        super().__init__()
+        n = len(class_values)
+        self._queues: list[deque[list[float]]] = [deque() for _ in range(n)]
+        self._backlog = [0] * n
+        self._fresh: Sequence[int] | None = None
+        self._fresh_total = 0
+        self._fresh_at = 0.0
+        self._pri = priority_index
+        self._rec = recorder
+        self._rng = rng
+        self._attempt = 0
+        self._base, self._cap = spec.backoff_initial, spec.backoff_max
+        self._jitter = spec.jitter
+        # Order of service: strict priority, aging (class * aging + arrival), or FIFO.
+        if not spec.priorities:
+            self._order, self._keys = "fifo", [0.0] * n
+        elif spec.aging is not None:
+            self._order, self._keys = "aging", [v * spec.aging for v in class_values]
+        else:
+            self._order, self._keys = "strict", [0.0] * n
+        self._old: list[int] = [0] * n
+        self._drained: list[float | None] = []
+
+    # -- arrivals and offers -------------------------------------------------------------
+
+    def arrive(self, counts: Sequence[int], total: int, now: float) -> None:
+        if self._fresh is not None:
+            self._queue_fresh()
+        if self.size == 0:
+            # Kept aside: sent at once and all admitted, they never touch a queue.
+            self._fresh, self._fresh_total, self._fresh_at = counts, total, now
+            return
+        self._push(counts, now)
+
+    def _push(self, counts: Sequence[int], now: float) -> None:
+        backlog, queues, rec = self._backlog, self._queues, self._rec.backlog
+        for c, count in enumerate(counts):
+            if count:
+                queues[c].append([now, count])
+                backlog[c] += count
+                rec[c] += count
+                self.size += count
+
+    def _queue_fresh(self) -> None:
+        fresh = self._fresh
+        assert fresh is not None
+        self._fresh = None
+        self._push(fresh, self._fresh_at)
+
+    def offer(self, now: float, cap: int) -> int:
+        if now < self.paused_until - _EPS:
+            if self._fresh is not None:
+                self._queue_fresh()
+            return 0
+        return min(self.size + (self._fresh_total if self._fresh is not None else 0), cap)
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def settle(self, n: int, k: int, retry_after: int | None, now: float, minute: int) -> None:
+        fresh = self._fresh
+        if fresh is not None and self.size == 0 and k == n == self._fresh_total:
+            # The common case: everything that arrived went through at once.
+            self._fresh = None
+            pri = self._pri
+            if pri >= 0 and fresh[pri]:
+                count = fresh[pri]
+                rec = self._rec
+                rec.lat_count[minute] += count
+                rec.hist[0] = rec.hist.get(0, 0) + count
+                self.priority_admitted += count
+            self._attempt = 0
+            return
+        if fresh is not None:
+            self._queue_fresh()
+        if k:
+            self._pop(k, now, minute)
+        if k < n:
+            if retry_after is not None:
+                extra = self._rng.uniform(0.0, self._jitter) if self._jitter else 0.0
+                self.paused_until = now + retry_after + extra
+            else:
+                ceiling = min(self._cap, self._base * 2.0**self._attempt)
+                self.paused_until = now + self._rng.uniform(0.0, ceiling)
+                self._attempt += 1
+        else:
+            self._attempt = 0
+
+    def _pop(self, k: int, now: float, minute: int) -> None:
+        """Admit the ``k`` most urgent queued SRs."""
+        queues, n = self._queues, len(self._queues)
+        if self._order == "strict":
+            for c in range(n):
+                if k == 0:
+                    break
+                if self._backlog[c]:
+                    k -= self._take(c, min(k, self._backlog[c]), now, minute)
+            return
+        keys = self._keys
+        while k:
+            best, best_key = -1, 0.0
+            for c in range(n):
+                q = queues[c]
+                if q:
+                    key = keys[c] + q[0][0]
+                    if best < 0 or key < best_key:
+                        best, best_key = c, key
+            if best < 0:
+                return
+            # Take from the best class until another class's head would rank first.
+            k -= self._take(best, min(k, int(queues[best][0][1])), now, minute)
+
+    def _take(self, c: int, want: int, now: float, minute: int) -> int:
+        """Pop ``want`` SRs from class ``c``'s head cohorts; return how many."""
+        q, rec, pri = self._queues[c], self._rec, self._pri
+        got = 0
+        while got < want:
+            cohort = q[0]
+            count = int(cohort[1])
+            take = min(count, want - got)
+            rec.waited(c, take, now - cohort[0], minute, c == pri)
+            if c == pri:
+                self.priority_admitted += take
+                wait = now - cohort[0]
+                if wait > self.priority_wait_max:
+                    self.priority_wait_max = wait
+            if take == count:
+                q.popleft()
+            else:
+                cohort[1] = count - take
+            got += take
+        self._backlog[c] -= got
+        rec.backlog[c] -= got
+        self.size -= got
+        if self._old[c]:
+            self._old[c] = max(self._old[c] - got, 0)
+            if not self._old[c]:
+                self._drained[c] = now
+        return got
+
+    # -- drain timing --------------------------------------------------------------------
+
+    def mark(self, now: float) -> None:
+        if self._fresh is not None:
+            self._queue_fresh()
+        self._old = list(self._backlog)
+        self._drained = [None if b else now for b in self._backlog]
+
+    def drained(self) -> list[float | None]:
+        return list(self._drained)
+
+    def queued_by_class(self) -> list[int]:
+        """SRs still queued, per class index."""
+        queued = list(self._backlog)
+        if self._fresh is not None:
+            queued = [q + f for q, f in zip(queued, self._fresh, strict=True)]
+        return queued

@@ -1,0 +1,102 @@
+"""A ledger for the virtual clock: the core's decision on plain per-window counters.
+
+:class:`srtm.ledger.MemoryLedger` keeps its counters in a ``limits`` MemoryStorage whose
+entries expire on real time and cost two locked store calls per decision; a simulated
+second lasts microseconds. :class:`SimLedger` implements the same
+:class:`srtm.ledger.Ledger` protocol with dicts keyed by (pool, window), forgets windows
+the governor no longer reads, and decides with the very function the other ledgers use,
+:func:`srtm.ledger.admit_count`. A test holds it equal to ``MemoryLedger`` and to the
+middleware on the same requests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from srtm.ledger import Outcome, admit_count
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from srtm.ledger import Quota
+
+__all__ = ["SimLedger"]
+
+# Windows kept behind the one the governor reads (MemoryLedger keeps the same).
+_KEEP = 2
+_EMPTY: dict[str, int] = {}
+
+
+class _Window:
+    __slots__ = ("admitted", "offered", "total")
+
+    def __init__(self) -> None:
+        self.offered: dict[str, int] = {}
+        self.admitted: dict[str, int] = {}
+        self.total = 0
+
+
+class SimLedger:
+    """Per-window counters in dicts: one process, a virtual clock, no expiry on real time."""
+
+    uri = "sim://"
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, int], _Window] = {}
+
+    def _window(self, pool: str, window: int) -> _Window:
+        slot = (pool, window)
+        found = self._windows.get(slot)
+        if found is None:
+            found = self._windows[slot] = _Window()
+        return found
+
+    def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
+        """Count ``n`` offered requests of ``user`` and admit as many as the quota allows."""
+        w = self._window(pool, window)
+        w.offered[user] = w.offered.get(user, 0) + n
+        used = w.admitted.get(user, 0)
+        k, reason = admit_count(n, used, w.total, quota)
+        if k:
+            used += k
+            w.admitted[user] = used
+            w.total += k
+        return Outcome(k, reason, used, w.total)
+
+    def counts(self, pool: str, window: int) -> tuple[Mapping[str, int], int]:
+        """(admitted per User, admitted total) of a window so far."""
+        found = self._windows.get((pool, window))
+        return (found.admitted, found.total) if found is not None else (_EMPTY, 0)
+
+    def admit_all(self, pool: str, window: int, offers: Iterable[tuple[str, int]]) -> None:
+        """Count offers that the caller has proved :func:`admit_count` admits in full."""
+        w = self._window(pool, window)
+        offered, admitted = w.offered, w.admitted
+        for user, n in offers:
+            offered[user] = offered.get(user, 0) + n
+            admitted[user] = admitted.get(user, 0) + n
+            w.total += n
+
+    def flush_and_read(
+        self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Add locally counted offered requests, then read the offered counts of the
+        previous and the current window."""
+        windows = self._windows
+        for slot_window, counts in pending.items():
+            offered = self._window(pool, slot_window).offered
+            for user, count in counts.items():
+                offered[user] = offered.get(user, 0) + count
+        if len(windows) > _KEEP + 2:
+            for slot in [s for s in windows if s[0] == pool and s[1] < window - _KEEP]:
+                del windows[slot]
+        previous = windows.get((pool, window - 1))
+        current = windows.get((pool, window))
+        return (
+            dict(previous.offered) if previous is not None else {},
+            dict(current.offered) if current is not None else {},
+        )
+
+    def close(self) -> None:
+        """Forget every counter."""
+        self._windows.clear()
