@@ -2,8 +2,11 @@
 
 A :class:`Gate` holds one :class:`~srtm.governor.Governor` per pool and one ledger per
 storage. Per request it costs one ledger call (one Redis round trip), or none when the
-User was already refused in the current window: such refusals are answered from a
-local cache and their count is carried to the store with the next recomputation.
+User was already refused in the current window on a quota no smaller than its quota
+now: such refusals are answered from a local cache and their count is carried to the
+store with the next recomputation. With a :class:`~srtm.lease.LeasePolicy` on a pool
+backed by a shared store, one round trip grants a block of a User's admissions and
+the User's next requests are admitted from it locally (see :mod:`srtm.lease`).
 Recomputation (reading the last window's offered counts, smoothing, fair share) runs
 off the hot path, every ``control_period``.
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from srtm.governor import Governor
+from srtm.lease import Lease
 from srtm.ledger import MemoryLedger, Outcome, Quota, Reason, ledger_for
 from srtm.policy import TrafficPolicy, parse_duis_version
 
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from srtm.identity import Identity
+    from srtm.lease import LeasePolicy
     from srtm.ledger import Ledger
 
 __all__ = ["Decision", "Gate", "GateCore", "Reason", "normalise_pools"]
@@ -97,7 +102,7 @@ class Decision:
 
     def rate_limit_headers(self) -> list[tuple[str, str]]:
         """IETF ``RateLimit-Policy`` and ``RateLimit`` fields (structured-field form)."""
-        name = json.dumps(self.pool)
+        name = _quoted(self.pool)
         return [
             ("RateLimit-Policy", f"{name};q={self.limit};w={self.window}"),
             ("RateLimit", f"{name};r={self.remaining};t={self.reset}"),
@@ -134,6 +139,17 @@ class Decision:
         return json.dumps(body, separators=(",", ":")).encode()
 
 
+_QUOTED: dict[str, str] = {}
+
+
+def _quoted(pool: str) -> str:
+    """A pool name as a structured-field string, computed once per name."""
+    found = _QUOTED.get(pool)
+    if found is None:
+        found = _QUOTED[pool] = json.dumps(pool)
+    return found
+
+
 @dataclass
 class UserStats:
     """Cumulative counts of one User on this node."""
@@ -144,6 +160,7 @@ class UserStats:
     refused_capacity: int = 0
     shadow_refused: int = 0
     cached_refusals: int = 0
+    leased: int = 0  # admitted from a lease, without a store round trip
 
 
 @dataclass
@@ -151,13 +168,23 @@ class _Pool:
     name: str
     policy: TrafficPolicy
     governor: Governor
-    # offered requests refused from the local cache, not yet added to the store
+    # offered requests decided locally (cached refusals, leases), not yet in the store
     pending: defaultdict[int, defaultdict[str, int]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(int))
     )
-    refused: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (window, epoch)
+    # user -> (window, quota) of a refusal for the User's own sake
+    refused: dict[str, tuple[int, Quota]] = field(default_factory=dict)
     full: int = -1  # last window in which the hard cap was reached
     stats: defaultdict[str, UserStats] = field(default_factory=lambda: defaultdict(UserStats))
+    # Quotas of the governor's current epoch, by User (a quota changes only when it does).
+    quotas: dict[str, Quota] = field(default_factory=dict)
+    quotas_epoch: int = -1
+    lease: LeasePolicy | None = None  # set by a gate whose store for this pool is shared
+    leases: dict[str, Lease] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.window = self.policy.window
+        self.window_s = max(1, math.ceil(self.window))
 
 
 class GateCore:
@@ -202,32 +229,75 @@ class GateCore:
             cap=cap,
         )
 
+    def quota_for(self, p: _Pool, user: str) -> Quota:
+        """:meth:`quota` of a healthy node, computed once per User and governor epoch.
+
+        The governor bumps its epoch whenever anything a quota depends on changes
+        (recomputation, a capacity change), so a quota of the same epoch is the same.
+        """
+        epoch = p.governor.epoch
+        if p.quotas_epoch != epoch:
+            p.quotas = {}
+            p.quotas_epoch = epoch
+        quota = p.quotas.get(user)
+        if quota is None:
+            quota = p.quotas[user] = self.quota(p, user)
+        return quota
+
     # -- the decision --------------------------------------------------------------------
 
-    def cached(self, p: _Pool, user: str, window: int) -> Reason | None:
-        """A refusal already known for this window, so no store round trip is needed."""
+    def cached(self, p: _Pool, user: str, window: int, quota: Quota | None = None) -> Reason | None:
+        """A refusal already known for this window, so no store round trip is needed.
+
+        A User refused for its own sake stays refused while its quota is no larger in
+        any figure: counts only grow within a window, so the store would refuse again.
+        """
         if p.full == window:
             return Reason.CAPACITY
         hit = p.refused.get(user)
-        if hit is not None and hit == (window, p.governor.epoch):
+        if hit is None or hit[0] != window:
+            return None
+        was = hit[1]
+        if quota is None:
+            quota = self.quota_for(p, user)
+        if quota is was or (
+            quota.limit <= was.limit
+            and quota.guarantee <= was.guarantee
+            and quota.budget <= was.budget
+            and quota.cap <= was.cap
+        ):
             return Reason.USER
         return None
 
-    def record(self, p: _Pool, user: str, window: int, n: int, outcome: Outcome) -> None:
+    def record(
+        self,
+        p: _Pool,
+        user: str,
+        window: int,
+        n: int,
+        outcome: Outcome,
+        quota: Quota | None = None,
+    ) -> None:
         """Remember a refusal for the rest of the window, and count."""
-        if outcome.admitted < n:
-            if outcome.reason is Reason.CAPACITY:
-                p.full = window
-            else:
-                p.refused[user] = (window, p.governor.epoch)
+        admitted = outcome.admitted
+        if admitted >= n:
+            with self._lock:
+                stats = p.stats[user]
+                stats.offered += n
+                stats.admitted += admitted
+            return
+        if outcome.reason is Reason.CAPACITY:
+            p.full = window
+        else:
+            p.refused[user] = (window, quota if quota is not None else self.quota_for(p, user))
         with self._lock:
             stats = p.stats[user]
             stats.offered += n
-            stats.admitted += outcome.admitted
+            stats.admitted += admitted
             if outcome.reason is Reason.CAPACITY:
-                stats.refused_capacity += n - outcome.admitted
+                stats.refused_capacity += n - admitted
             elif outcome.reason is Reason.USER:
-                stats.refused_user += n - outcome.admitted
+                stats.refused_user += n - admitted
 
     def record_cached(self, p: _Pool, user: str, window: int, n: int, reason: Reason) -> None:
         """Count a refusal answered from the cache; its offered count goes to the store later."""
@@ -241,6 +311,67 @@ class GateCore:
             else:
                 stats.refused_user += n
 
+    def from_lease(
+        self, p: _Pool, identity: Identity, n: int, now: float, window: int, quota: Quota
+    ) -> Decision | None:
+        """The decision when this node's lease for the User covers ``n``, else None."""
+        user = identity.user
+        lease = p.leases.get(user)
+        if lease is None:
+            return None
+        with self._lock:
+            if lease.usable(window, p.governor.epoch, quota) < n:
+                return None
+            used, total = lease.spend(n)
+            p.pending[window][user] += n
+            stats = p.stats[user]
+            stats.offered += n
+            stats.admitted += n
+            stats.leased += n
+        outcome = Outcome(n, Reason.ADMITTED, used, total)
+        return self.decision(p, identity, n, now, quota, outcome, degraded=False)
+
+    def lease_want(self, p: _Pool, user: str, n: int, now: float, window: int) -> int:
+        """How many admissions to ask the store for when ``n`` are needed now."""
+        assert p.lease is not None
+        with self._lock:
+            lease = p.leases.get(user)
+            if lease is None:
+                lease = p.leases[user] = Lease()
+            rate = lease.estimate(now)
+        return p.lease.want(n, rate, (window + 1) * p.window - now)
+
+    def leased(
+        self, p: _Pool, user: str, n: int, now: float, window: int, quota: Quota, got: Outcome
+    ) -> Outcome:
+        """Keep what a grant gave beyond ``n`` as the User's lease; the outcome for ``n``."""
+        if got.admitted <= n:
+            return got
+        rest = got.admitted - n
+        with self._lock:
+            lease = p.leases.get(user)
+            if lease is None:
+                lease = p.leases[user] = Lease()
+            epoch = p.governor.epoch
+            lease.granted(now, window, epoch, quota, n, got.admitted, got.used, got.total)
+        return Outcome(n, Reason.ADMITTED, got.used - rest, got.total - rest)
+
+    def refuse_cached(
+        self,
+        p: _Pool,
+        identity: Identity,
+        n: int,
+        now: float,
+        window: int,
+        quota: Quota,
+        reason: Reason,
+        degraded: bool,
+    ) -> Decision:
+        """The decision for a refusal answered from the cache."""
+        self.record_cached(p, identity.user, window, n, reason)
+        outcome = Outcome(0, reason, quota.limit, quota.cap)
+        return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
+
     def decision(
         self,
         p: _Pool,
@@ -253,41 +384,68 @@ class GateCore:
         degraded: bool,
     ) -> Decision:
         """Turn a ledger outcome into status, Retry-After and the RateLimit figures."""
+        w = p.window
+        to_reset = (math.floor(now / w) + 1) * w - now
+        if to_reset < 0.0:
+            to_reset = 0.0
+        reset = math.ceil(to_reset - 1e-9)
+        if reset < 1:
+            reset = 1
+        used, total = outcome.used, outcome.total
+        remaining = min(
+            quota.limit - used,
+            quota.cap - total,
+            max(quota.budget - total, quota.guarantee - used),
+        )
+        if remaining < 0:
+            remaining = 0
+        limit = quota.limit if quota.limit > 0 else 0
+        admitted = outcome.admitted
+        if admitted >= n:
+            return Decision(
+                identity.user,
+                p.name,
+                n,
+                admitted,
+                outcome.reason,
+                200,
+                None,
+                limit,
+                remaining,
+                reset,
+                p.window_s,
+                False,
+                degraded,
+            )
         policy = p.policy
-        window_end = (self.window_of(p, now) + 1) * policy.window
-        to_reset = max(window_end - now, 0.0)
-        remaining, _ = _room(outcome.used, outcome.total, quota)
-        limit = quota.limit
-        status, retry_after = 200, None
-        if outcome.admitted < n:
-            if outcome.reason is Reason.CAPACITY:
-                status = 503
-                stalled = quota.cap == 0
-            else:
-                status = 429 if _speaks_429(identity.duis_version, policy) else 503
-                stalled = quota.limit == 0
-            # When this User can next be admitted: the next window, or, with nothing to
-            # share out at all, not before the next recomputation after it.
-            wait = to_reset + (policy.control_period or policy.window if stalled else 0.0)
-            retry_after = max(1, math.ceil(wait - 1e-9))
-        shadow = policy.shadow and outcome.admitted < n
+        if outcome.reason is Reason.CAPACITY:
+            status = 503
+            stalled = quota.cap == 0
+        else:
+            status = 429 if _speaks_429(identity.duis_version, policy) else 503
+            stalled = quota.limit == 0
+        # When this User can next be admitted: the next window, or, with nothing to
+        # share out at all, not before the next recomputation after it.
+        wait = to_reset + (policy.control_period or policy.window if stalled else 0.0)
+        retry_after = max(1, math.ceil(wait - 1e-9))
+        shadow = policy.shadow
         if shadow:
             with self._lock:
-                p.stats[identity.user].shadow_refused += n - outcome.admitted
+                p.stats[identity.user].shadow_refused += n - admitted
         return Decision(
-            user=identity.user,
-            pool=p.name,
-            offered=n,
-            admitted=outcome.admitted,
-            reason=outcome.reason,
-            status=200 if shadow else status,
-            retry_after=None if shadow else retry_after,
-            limit=max(limit, 0),
-            remaining=remaining,
-            reset=max(1, math.ceil(to_reset - 1e-9)),
-            window=max(1, math.ceil(policy.window)),
-            shadow=shadow,
-            degraded=degraded,
+            identity.user,
+            p.name,
+            n,
+            admitted,
+            outcome.reason,
+            200 if shadow else status,
+            None if shadow else retry_after,
+            limit,
+            remaining,
+            reset,
+            p.window_s,
+            shadow,
+            degraded,
         )
 
     # -- store health --------------------------------------------------------------------
@@ -321,6 +479,11 @@ class GateCore:
         self._probe_at, self._probe_backoff = 0.0, _PROBE_FIRST
 
     # -- recomputation -------------------------------------------------------------------
+
+    def use_leases(self, shared: set[str]) -> None:
+        """Turn on each shared pool's leases, if its policy asks for them."""
+        for name in shared:
+            self.pools[name].lease = self.pools[name].policy.lease
 
     def take_pending(self, p: _Pool) -> dict[int, dict[str, int]]:
         """Locally counted offered requests to add to the store, emptied."""
@@ -390,6 +553,7 @@ class GateCore:
                         "refused_capacity": s.refused_capacity,
                         "shadow_refused": s.shadow_refused,
                         "cached_refusals": s.cached_refusals,
+                        "leased": s.leased,
                     }
                     for user, s in p.stats.items()
                 }
@@ -439,6 +603,7 @@ class Gate(GateCore):
                 ledgers[uri] = ledger_for(p.policy)
             self._ledgers[name] = ledgers[uri]
         self._shared = {n for n, led in self._ledgers.items() if not isinstance(led, MemoryLedger)}
+        self.use_leases(self._shared)
         self._fallback = MemoryLedger(window=min(p.policy.window for p in self.pools.values()))
         self._background = background
         self._thread: threading.Thread | None = None
@@ -450,40 +615,57 @@ class Gate(GateCore):
         if self._background and self._thread is None:
             self.start()
         p = self.pools[identity.pool]
-        now = self.clock() if now is None else now
-        window = self.window_of(p, now)
+        if now is None:
+            now = self.clock()
+        window = math.floor(now / p.window)
         user = identity.user
-        degraded = p.name in self._shared and not self.store_usable(now)
-        quota = self.quota(p, user, degraded=degraded)
-        cached = self.cached(p, user, window)
+        if p.name not in self._shared:  # counted in this process: no round trip to save
+            quota = p.quotas.get(user) if p.quotas_epoch == p.governor.epoch else None
+            if quota is None:
+                quota = self.quota_for(p, user)
+            if p.full == window or user in p.refused:
+                cached = self.cached(p, user, window, quota)
+                if cached is not None:
+                    return self.refuse_cached(p, identity, n, now, window, quota, cached, False)
+            outcome = self._ledgers[p.name].take(p.name, window, user, n, quota)
+            self.record(p, user, window, n, outcome, quota)
+            return self.decision(p, identity, n, now, quota, outcome, degraded=False)
+        degraded = not self.store_usable(now)
+        quota = self.quota(p, user, degraded=True) if degraded else self.quota_for(p, user)
+        if p.lease is not None and not degraded:
+            leased = self.from_lease(p, identity, n, now, window, quota)
+            if leased is not None:
+                return leased
+        cached = self.cached(p, user, window, quota)
         if cached is not None:
-            self.record_cached(p, user, window, n, cached)
-            outcome = Outcome(0, cached, quota.limit, quota.cap)
-            return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
-        taken = self._take(p, window, user, n, quota, now, degraded)
-        if taken is None:  # the store failed just now: decide locally
+            return self.refuse_cached(p, identity, n, now, window, quota, cached, degraded)
+        taken = None if degraded else self._take(p, window, user, n, quota, now)
+        if taken is not None:
+            outcome = taken
+        else:  # the store failed, now or earlier: decide locally
             degraded = True
             quota = self.quota(p, user, degraded=True)
-            taken = self._fallback.take(p.name, window, user, n, quota)
-        outcome = taken
-        self.record(p, user, window, n, outcome)
+            outcome = self._fallback.take(p.name, window, user, n, quota)
+        self.record(p, user, window, n, outcome, quota)
         return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
 
     def _take(
-        self, p: _Pool, window: int, user: str, n: int, quota: Quota, now: float, degraded: bool
+        self, p: _Pool, window: int, user: str, n: int, quota: Quota, now: float
     ) -> Outcome | None:
-        if degraded:
-            return self._fallback.take(p.name, window, user, n, quota)
         ledger = self._ledgers[p.name]
-        if p.name not in self._shared:
-            return ledger.take(p.name, window, user, n, quota)
         try:
-            outcome = ledger.take(p.name, window, user, n, quota)
+            if p.lease is None:
+                outcome = ledger.take(p.name, window, user, n, quota)
+            else:
+                want = self.lease_want(p, user, n, now, window)
+                outcome = ledger.grant(p.name, window, user, n, want, quota)  # type: ignore[attr-defined]
         except Exception as exc:  # any store fault: never a 500 for the User
             self.store_failed(now, exc)
             return None
         if self.degraded_since is not None:
             self.store_ok(now)
+        if p.lease is not None:
+            outcome = self.leased(p, user, n, now, window, quota, outcome)
         return outcome
 
     def tick(self, now: float | None = None) -> None:

@@ -3,10 +3,11 @@
 For each pool and fixed window (``floor(now / window)``, the same on every node) the
 ledger keeps the requests each User offered, the requests it had admitted, and the
 pool's admitted total. One decision is one atomic step, :func:`admit_count`: on Redis a
-Lua script run through the storage's own client (one round trip), in memory the
-storage's counters. Counters are keyed by pool, window and User, never by the limit,
-so a User whose limit changes mid-window keeps its count (a ``limits``
-``RateLimitItem`` key would restart from zero).
+Lua script run through the storage's own client (one round trip), in memory a few
+dict operations (a ``limits`` MemoryStorage would cost two locked calls with expiry
+bookkeeping for what the process can count itself). Counters are keyed by pool,
+window and User, never by the limit, so a User whose limit changes mid-window keeps
+its count (a ``limits`` ``RateLimitItem`` key would restart from zero).
 
 ``limits`` has no multi-key or compare-and-increment call, so the step is written
 here; the Python function and the Lua script are twins and a test holds them equal.
@@ -16,11 +17,10 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from limits.storage import MemoryStorage, RedisStorage, storage_from_string
+from limits.storage import RedisStorage, storage_from_string
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -97,17 +97,20 @@ def redis_keys(pool: str, window: int) -> tuple[str, str]:
     return f"srtm:{{{pool}}}:{window}:offered", f"srtm:{{{pool}}}:{window}:admitted"
 
 
-# The twin of admit_count, plus counting the offered requests, in one round trip.
-# KEYS: offered hash, admitted hash. ARGV: user, n, limit, guarantee, budget, cap, ttl.
+# The twin of admit_count, plus counting the offered requests, in one round trip. With
+# an 8th argument ``want`` (>= n) it grants up to ``want`` admissions at once, a lease
+# (srtm.lease.grant_count is its twin); the reason speaks for the n requests at hand.
+# KEYS: offered hash, admitted hash. ARGV: user, n, limit, guarantee, budget, cap, ttl[, want].
 TAKE_SCRIPT = """
 local user = ARGV[1]
 local n = tonumber(ARGV[2])
 local limit, guarantee = tonumber(ARGV[3]), tonumber(ARGV[4])
 local budget, cap, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local want = tonumber(ARGV[8] or ARGV[2])
 if redis.call('HINCRBY', KEYS[1], user, n) == n then redis.call('EXPIRE', KEYS[1], ttl) end
 local used = tonumber(redis.call('HGET', KEYS[2], user) or '0')
 local total = tonumber(redis.call('HGET', KEYS[2], '') or '0')
-local k = math.min(n, limit - used, cap - total, math.max(budget - total, guarantee - used))
+local k = math.min(want, limit - used, cap - total, math.max(budget - total, guarantee - used))
 if k < 0 then k = 0 end
 if k > 0 then
   used = redis.call('HINCRBY', KEYS[2], user, k)
@@ -187,52 +190,84 @@ class Ledger(Protocol):
         ...
 
 
+class _Counts:
+    """One pool's counters for one window."""
+
+    __slots__ = ("admitted", "offered", "total")
+
+    def __init__(self) -> None:
+        self.offered: dict[str, int] = {}
+        self.admitted: dict[str, int] = {}
+        self.total = 0
+
+
+#: Windows a memory ledger keeps behind the newest: the governor reads the previous one.
+_KEEP = 2
+
+
 class MemoryLedger:
-    """Counters in a ``limits`` :class:`~limits.storage.MemoryStorage`: one process only."""
+    """Counters in this process's memory, in dicts by pool and window: one process only.
+
+    Nothing leaves the process, so a decision is a few dict operations under a lock
+    (the WSGI path decides from many threads); windows the governor no longer reads
+    are dropped as new ones open.
+    """
 
     def __init__(self, uri: str = "memory://", *, window: float = 1.0) -> None:
         self.uri = uri
-        self.storage = MemoryStorage(uri)
-        self._ttl = ttl_for(window)
-        self._offered: dict[tuple[str, int], defaultdict[str, int]] = {}
+        self._windows: dict[tuple[str, int], _Counts] = {}
         self._lock = threading.Lock()
 
+    def _counts(self, pool: str, window: int) -> _Counts:
+        # Called with the lock held.
+        counts = self._windows.get((pool, window))
+        if counts is None:
+            counts = self._windows[(pool, window)] = _Counts()
+            stale = [k for k in self._windows if k[0] == pool and k[1] < window - _KEEP]
+            for key in stale:
+                del self._windows[key]
+        return counts
+
     def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
-        slot = (pool, window)
         with self._lock:
-            offered = self._offered.get(slot)
-            if offered is None:
-                offered = self._offered[slot] = defaultdict(int)
-            offered[user] += n
-        # Increment first and give back what was not admitted: two store calls on the
-        # admitting path, and a racing reader only ever sees too much, never too little,
-        # so the cap can be undershot near its edge but never overshot.
-        prefix = f"srtm/{pool}/{window}/"
-        used = self.storage.incr(prefix + user, self._ttl, n)
-        total = self.storage.incr(prefix, self._ttl, n)
-        k, reason = admit_count(n, used - n, total - n, quota)
-        if k < n:
-            used = self.storage.decr(prefix + user, n - k)
-            total = self.storage.decr(prefix, n - k)
-        return Outcome(k, reason, used, total)
+            counts = self._windows.get((pool, window)) or self._counts(pool, window)
+            offered = counts.offered
+            offered[user] = offered.get(user, 0) + n
+            used = counts.admitted.get(user, 0)
+            total = counts.total
+            # admit_count, inlined on the path every in-memory decision takes
+            room = min(quota.limit - used, quota.cap - total)
+            spare = max(quota.budget - total, quota.guarantee - used)
+            k = min(n, room, spare)
+            if k >= n:
+                counts.admitted[user] = used + n
+                counts.total = total + n
+                return Outcome(n, Reason.ADMITTED, used + n, total + n)
+            k, reason = admit_count(n, used, total, quota)
+            if k:
+                used += k
+                counts.admitted[user] = used
+                counts.total = total = total + k
+            return Outcome(k, reason, used, total)
 
     def flush_and_read(
         self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
     ) -> tuple[dict[str, int], dict[str, int]]:
         with self._lock:
             for slot_window, counts in pending.items():
-                offered = self._offered.setdefault((pool, slot_window), defaultdict(int))
+                offered = self._counts(pool, slot_window).offered
                 for user, count in counts.items():
-                    offered[user] += count
-            for slot in [s for s in self._offered if s[0] == pool and s[1] < window - 2]:
-                del self._offered[slot]
+                    offered[user] = offered.get(user, 0) + count
+            self._counts(pool, window)  # drops windows older than the governor reads
+            previous = self._windows.get((pool, window - 1))
             return (
-                dict(self._offered.get((pool, window - 1), {})),
-                dict(self._offered.get((pool, window), {})),
+                dict(previous.offered) if previous is not None else {},
+                dict(self._windows[(pool, window)].offered),
             )
 
     def close(self) -> None:
-        self.storage.reset()
+        with self._lock:
+            self._windows.clear()
 
 
 class RedisLedger:
@@ -250,6 +285,17 @@ class RedisLedger:
         k, reason, used, total = self._take(
             keys=redis_keys(pool, window),
             args=[user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, self._ttl],
+        )
+        return Outcome(int(k), Reason(int(reason)), int(used), int(total))
+
+    def grant(self, pool: str, window: int, user: str, n: int, want: int, quota: Quota) -> Outcome:
+        """Count ``n`` offered requests and grant up to ``want`` admissions (a lease).
+
+        ``Outcome.admitted`` may exceed ``n``: the rest is the lease.
+        """
+        k, reason, used, total = self._take(
+            keys=redis_keys(pool, window),
+            args=[user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, self._ttl, want],
         )
         return Outcome(int(k), Reason(int(reason)), int(used), int(total))
 

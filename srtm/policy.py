@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from srtm._errors import PolicyError
+from srtm.lease import LeasePolicy
 
 __all__ = ["SUPPORTED_SCHEMES", "TrafficPolicy", "parse_duis_version"]
 
@@ -69,6 +70,8 @@ class TrafficPolicy:
     ``release_after`` control periods. While engaged each User gets its allocation
     (lifted to ``floor``) plus a weighted fair share of what others leave unused.
     Whatever happens, no more than ``capacity * window`` requests are admitted in a window.
+    ``lease`` lets each node take a User's admissions from a shared store in blocks
+    (:mod:`srtm.lease`): fewer round trips, a bounded under-admission; off by default.
     """
 
     capacity: float
@@ -88,6 +91,7 @@ class TrafficPolicy:
     duis_429_from: str = "4.1"
     shadow: bool = False
     nodes: int = 1
+    lease: LeasePolicy | None = None
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -134,6 +138,8 @@ class TrafficPolicy:
                 "duis_429_from", f"must be a DUIS version such as '4.1', got {self.duis_429_from!r}"
             )
         self._check_storage()
+        if self.lease is not None and not isinstance(self.lease, LeasePolicy):
+            raise PolicyError("lease", f"must be a LeasePolicy or None, got {self.lease!r}")
         s(self, "storage_options", MappingProxyType(dict(self.storage_options)))
         if self.oversubscribed:
             log.warning(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
 from srtm.aio.ledger import MemoryLedger, ledger_for
 from srtm.gate import Decision, GateCore
-from srtm.ledger import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from srtm.aio.ledger import Ledger
     from srtm.gate import _Pool
     from srtm.identity import Identity
-    from srtm.ledger import Quota
+    from srtm.ledger import Outcome, Quota
     from srtm.policy import TrafficPolicy
 
 __all__ = ["AsyncGate"]
@@ -45,6 +45,7 @@ class AsyncGate(GateCore):
                 ledgers[uri] = ledger_for(p.policy)
             self._ledgers[name] = ledgers[uri]
         self._shared = {n for n, led in self._ledgers.items() if not isinstance(led, MemoryLedger)}
+        self.use_leases(self._shared)
         self._fallback = MemoryLedger(window=min(p.policy.window for p in self.pools.values()))
         self._background = background
         self._task: asyncio.Task[None] | None = None
@@ -55,40 +56,61 @@ class AsyncGate(GateCore):
         if self._background and (self._task is None or self._task.done()):
             self.start()
         p = self.pools[identity.pool]
-        now = self.clock() if now is None else now
-        window = self.window_of(p, now)
+        if now is None:
+            now = self.clock()
+        window = math.floor(now / p.window)
         user = identity.user
-        degraded = p.name in self._shared and not self.store_usable(now)
-        quota = self.quota(p, user, degraded=degraded)
-        cached = self.cached(p, user, window)
+        if p.name not in self._shared:  # counted in this process: no round trip to save
+            quota = p.quotas.get(user) if p.quotas_epoch == p.governor.epoch else None
+            if quota is None:
+                quota = self.quota_for(p, user)
+            if p.full == window or user in p.refused:
+                cached = self.cached(p, user, window, quota)
+                if cached is not None:
+                    return self.refuse_cached(p, identity, n, now, window, quota, cached, False)
+            ledger = self._ledgers[p.name]
+            if type(ledger) is MemoryLedger:  # no I/O: skip the coroutine
+                outcome = ledger.local.take(p.name, window, user, n, quota)
+            else:
+                outcome = await ledger.take(p.name, window, user, n, quota)
+            self.record(p, user, window, n, outcome, quota)
+            return self.decision(p, identity, n, now, quota, outcome, degraded=False)
+        degraded = not self.store_usable(now)
+        quota = self.quota(p, user, degraded=True) if degraded else self.quota_for(p, user)
+        if p.lease is not None and not degraded:
+            leased = self.from_lease(p, identity, n, now, window, quota)
+            if leased is not None:
+                return leased
+        cached = self.cached(p, user, window, quota)
         if cached is not None:
-            self.record_cached(p, user, window, n, cached)
-            outcome = Outcome(0, cached, quota.limit, quota.cap)
-            return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
-        taken = await self._take(p, window, user, n, quota, now, degraded)
-        if taken is None:  # the store failed just now: decide locally
+            return self.refuse_cached(p, identity, n, now, window, quota, cached, degraded)
+        taken = None if degraded else await self._take(p, window, user, n, quota, now)
+        if taken is not None:
+            outcome = taken
+        else:  # the store failed, now or earlier: decide locally
             degraded = True
             quota = self.quota(p, user, degraded=True)
-            taken = await self._fallback.take(p.name, window, user, n, quota)
-        outcome = taken
-        self.record(p, user, window, n, outcome)
+            outcome = self._fallback.local.take(p.name, window, user, n, quota)
+        self.record(p, user, window, n, outcome, quota)
         return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
 
     async def _take(
-        self, p: _Pool, window: int, user: str, n: int, quota: Quota, now: float, degraded: bool
+        self, p: _Pool, window: int, user: str, n: int, quota: Quota, now: float
     ) -> Outcome | None:
-        if degraded:
-            return await self._fallback.take(p.name, window, user, n, quota)
         ledger = self._ledgers[p.name]
-        if p.name not in self._shared:
-            return await ledger.take(p.name, window, user, n, quota)
         try:
-            outcome = await ledger.take(p.name, window, user, n, quota)
+            if p.lease is None:
+                outcome = await ledger.take(p.name, window, user, n, quota)
+            else:
+                want = self.lease_want(p, user, n, now, window)
+                outcome = await ledger.grant(p.name, window, user, n, want, quota)  # type: ignore[attr-defined]
         except Exception as exc:  # any store fault: never a 500 for the User
             self.store_failed(now, exc)
             return None
         if self.degraded_since is not None:
             self.store_ok(now)
+        if p.lease is not None:
+            outcome = self.leased(p, user, n, now, window, quota, outcome)
         return outcome
 
     async def tick(self, now: float | None = None) -> None:
