@@ -27,6 +27,8 @@ from srtm.client import AsyncServiceRequestClient, ClientStats, ServiceRequest, 
 if TYPE_CHECKING:
     import httpx
 
+    Handle = concurrent.futures.Future[httpx.Response]
+
 T = TypeVar("T")
 
 Scope = MutableMapping[str, Any]
@@ -266,6 +268,11 @@ class SyncFacade:
     def submit(self, sr: ServiceRequest) -> concurrent.futures.Future[httpx.Response]:
         return self.client.submit(sr)
 
+    def submit_many(
+        self, srs: list[ServiceRequest]
+    ) -> list[concurrent.futures.Future[httpx.Response]]:
+        return [self.client.submit(s) for s in srs]
+
     def submit_here(self, sr: ServiceRequest) -> Any:
         """Submit from the client's own thread or loop (from a hook or a handler)."""
         return self.client.submit(sr)
@@ -323,6 +330,16 @@ class AsyncFacade:
             return self.client.submit(sr)
 
         return self.wrap(self._run(go()))
+
+    def submit_many(
+        self, srs: list[ServiceRequest]
+    ) -> list[concurrent.futures.Future[httpx.Response]]:
+        """Submit all in one go on the loop: the queue fills before the first send."""
+
+        async def go() -> list[asyncio.Future[httpx.Response]]:
+            return [self.client.submit(s) for s in srs]
+
+        return [self.wrap(handle) for handle in self._run(go())]
 
     def submit_here(self, sr: ServiceRequest) -> Any:
         return self.client.submit(sr)

@@ -96,7 +96,7 @@ def run_top_up_scenario(
                         mark.set()
 
     client = make_client(base_url=base_url, on_event=on_event, **client_kwargs)
-    futures = [client.submit(sr("4.8.1", request_id=rid)) for rid in run.bulk_ids]
+    futures = client.submit_many([sr("4.8.1", request_id=rid) for rid in run.bulk_ids])
     for b, mark in enumerate(reached):
         assert mark.wait(timeout=240), "the bulk reads stopped progressing"
         queued = client.stats().queued.get(Priority.BULK, 0)
@@ -137,7 +137,7 @@ def check_top_up_run(run: TopUpRun, admitted: list[str]) -> None:
 
 
 def test_top_ups_overtake_queued_bulk_reads_at_a_throttling_gateway(make_client: Make) -> None:
-    gateway = ThrottlingGateway(limit=250, window=1.0)
+    gateway = ThrottlingGateway(limit=300, window=1.0)
     with serve(gateway.app, started=gateway.app.started) as url:
         run = run_top_up_scenario(
             make_client,
