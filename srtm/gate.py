@@ -345,7 +345,7 @@ class GateCore:
         self, p: _Pool, user: str, n: int, now: float, window: int, quota: Quota, got: Outcome
     ) -> Outcome:
         """Keep what a grant gave beyond ``n`` as the User's lease; the outcome for ``n``."""
-        if got.admitted <= n:
+        if got.admitted < n:  # refused (in part): no block, and nothing to learn a rate from
             return got
         rest = got.admitted - n
         with self._lock:
@@ -354,6 +354,8 @@ class GateCore:
                 lease = p.leases[user] = Lease()
             epoch = p.governor.epoch
             lease.granted(now, window, epoch, quota, n, got.admitted, got.used, got.total)
+        if not rest:
+            return got
         return Outcome(n, Reason.ADMITTED, got.used - rest, got.total - rest)
 
     def refuse_cached(
