@@ -69,14 +69,17 @@ class DemoConfig:
     """The whole demo: validated when built, so a bad setting fails before anything starts.
 
     The runaway floods from ``amok_from`` to ``amok_to`` (fractions of ``duration``) on
-    ``flood_connections`` connections, as fast as they go. The verdict passes when the
-    well-behaved Users had at least ``min_share`` of their requests admitted, their
-    top-ups' 95th percentile latency stayed under ``max_topup_p95`` seconds, the
-    runaway got no more than ``fair_share_slack`` times its fair share (computed after
-    the fact from each window's measured demand; the gate decides on estimates a
-    fraction of a window old, and a window's admissions are never taken back when a
-    later recomputation lowers a limit) plus one request per window for rounding, and no
-    window admitted more than capacity.
+    ``flood_connections`` connections, as fast as they go up to ``flood_rate`` SR/s
+    (None: no cap). The default, five times capacity, is the DCC's ratio of one User on
+    a 100 Mb line (about 5,000 SR/s) to the back end (1,350 SR/s), rounded up.
+
+    The verdict passes when the well-behaved Users had at least ``min_share`` of their
+    requests admitted, their top-ups' 95th percentile latency stayed under
+    ``max_topup_p95`` seconds, the runaway got no more than ``fair_share_slack`` times
+    its fair share (computed after the fact from each window's measured demand; the
+    gate decides on estimates a fraction of a window old, and a window's admissions are
+    never taken back when a later recomputation lowers a limit) plus one request per
+    window for rounding, and no window admitted more than capacity.
     """
 
     duration: float = 30.0
@@ -87,6 +90,7 @@ class DemoConfig:
     amok_from: float = 0.3
     amok_to: float = 0.7
     flood_connections: int = 8
+    flood_rate: float | None = 1000.0
     seed: int = 1
     min_share: float = 0.99
     max_topup_p95: float = 1.0
@@ -105,6 +109,12 @@ class DemoConfig:
             )
         if (self.amok_to - self.amok_from) * self.duration < 3 * self.window:
             raise DemoConfigError("duration", "too short: the incident must last three windows")
+        if self.flood_rate is not None and not (
+            math.isfinite(self.flood_rate) and self.flood_rate > 0
+        ):
+            raise DemoConfigError(
+                "flood_rate", f"must be > 0 SR/s or None, got {self.flood_rate!r}"
+            )
         if self.flood_connections < 1:
             raise DemoConfigError(
                 "flood_connections", f"must be >= 1, got {self.flood_connections}"

@@ -77,6 +77,7 @@ def _runaway_process(config: DemoConfig, url: str, start: float) -> subprocess.P
             repr(start + config.amok_end),
             "--connections",
             str(config.flood_connections),
+            *(() if config.flood_rate is None else ("--rate", repr(config.flood_rate))),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -88,6 +89,7 @@ def _runaway_process(config: DemoConfig, url: str, start: float) -> subprocess.P
 
 def _intro(console: Console, config: DemoConfig, url: str) -> None:
     runaway = config.runaway
+    cap = "" if config.flood_rate is None else f" (up to {config.flood_rate:.0f} SR/s)"
     users = ", ".join(
         f"{s.label} (allocation {s.allocation:.0f}, sends {s.rate:.0f})" for s in config.suppliers
     )
@@ -99,7 +101,7 @@ def _intro(console: Console, config: DemoConfig, url: str) -> None:
         f"reads (4.8.1) through srtm.client.\n"
         f"[red]{runaway.label}[/] runs amok from {seconds(config.amok_start)} to "
         f"{seconds(config.amok_end)}: a broken back end floods bulk reads on "
-        f"{config.flood_connections} connections, bypassing its client.",
+        f"{config.flood_connections} connections{cap}, bypassing its client.",
         highlight=False,
         soft_wrap=not console.is_terminal,
     )
