@@ -180,7 +180,7 @@ def plot(report: Report, path: Path) -> None:
         baseline=None,
         zorder=3,
     )
-    ax_lat.axhline(1000, color="#777777", lw=0.8, ls=":", zorder=1)
+    ax_lat.axhline(1000, color="#555555", lw=1.1, ls=":", zorder=1)
     ax_lat.set_yscale("log")
     ax_lat.set_ylabel("top-up latency, ms")
     ax_lat.set_xlabel("seconds since the start")
@@ -190,7 +190,7 @@ def plot(report: Report, path: Path) -> None:
         "client queueing and pauses included",
     )
     handles, labels = ax_lat.get_legend_handles_labels()
-    handles.append(Line2D([], [], color="#777777", lw=0.8, ls=":"))
+    handles.append(Line2D([], [], color="#555555", lw=1.1, ls=":"))
     labels.append("1 s: the shortest Retry-After pause")
     ax_lat.legend(
         handles, labels, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.005, 1), markerscale=2.5

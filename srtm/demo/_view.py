@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
@@ -127,72 +128,77 @@ def _phase(config: DemoConfig, t: float) -> str:
     if t < config.amok_start:
         return f"calm: {runaway} runs amok at {seconds(config.amok_start)}"
     if t < config.amok_end:
-        return f"{runaway} IS RUNNING AMOK (until {seconds(config.amok_end)})"
+        return f"{runaway} RUNS AMOK until {seconds(config.amok_end)}"
     return f"{runaway} has stopped flooding"
 
 
 def render(config: DemoConfig, f: Frame) -> RenderableType:
-    """The live view: a status line, a table per User, and the gate's recent log."""
+    """The live view: a status line, a table per User, and the gate's recent log.
+
+    It fits an 80-column terminal.
+    """
     w = config.window
-    per = "/s" if w == 1 else f"/{w:g}s"
     tm = (
-        Text(" TRAFFIC MANAGEMENT ACTIVE ", style="bold white on red")
+        Text(" TRAFFIC MANAGEMENT ON ", style="bold white on red")
         if f.active
         else Text(" traffic management off ", style="black on green")
     )
     status = Text.assemble(
-        (f"t = {max(f.t, 0):5.1f} / {config.duration:.0f} s   ", "bold"),
+        (f"t = {max(f.t, 0):4.1f} / {config.duration:.0f} s  ", "bold"),
         tm,
-        "   ",
+        "  ",
         (_phase(config, f.t), "bold red" if config.amok_start <= f.t < config.amok_end else ""),
     )
     table = Table(
-        title=f"last complete window ({w:g} s), per User",
+        title=(
+            f"Requests in the last complete window ({w:g} s); threshold "
+            f"{config.budget * w:.0f}, capacity {config.capacity * w:.0f}"
+        ),
         title_justify="left",
-        expand=False,
+        box=box.SIMPLE_HEAD,
         show_footer=True,
+        pad_edge=False,
+        padding=(0, 0),
     )
     total = sum(r.last.offered for r in f.rows), sum(r.last.admitted for r in f.rows)
+    over = total[1] > config.capacity * w
     table.add_column("User", footer="total")
-    table.add_column("allocation", justify="right", footer=f"cap {config.capacity:.0f}")
-    table.add_column("offered" + per, justify="right", footer=str(total[0]))
+    table.add_column("alloc\nSR/s", justify="right")
+    table.add_column("offered", justify="right", footer=str(total[0]))
     table.add_column(
-        "admitted" + per,
+        "admitted",
         justify="right",
-        footer=Text(str(total[1]), style="bold red" if total[1] > config.capacity * w else "bold"),
+        footer=Text(str(total[1]), style="bold red" if over else "bold"),
     )
-    table.add_column("429" + per, justify="right")
-    table.add_column("503" + per, justify="right")
-    table.add_column("refused so far", justify="right")
-    table.add_column("limit (TM)", justify="right")
-    table.add_column("waiting in client", justify="right")
-    table.add_column("top-up ms p50 / p95", justify="right")
+    table.add_column("refused\n429/503", justify="right")
+    table.add_column("refused\nso far", justify="right")
+    table.add_column("limit\nTM on", justify="right")
+    table.add_column("queued\nin client", justify="right")
+    table.add_column("top-ups ms\np50/p95", justify="right")
     for r in f.rows:
-        style = "red" if r.runaway else ""
-        name = f"{r.label} (runaway)" if r.runaway else r.label
+        style = "bold red" if r.runaway else ""
         table.add_row(
-            Text(name, style=style),
+            Text(r.label, style=style),
             f"{r.allocation:.0f}",
             Text(
                 str(r.last.offered),
                 style="bold red" if r.runaway and r.last.offered > r.allocation * w else "",
             ),
             str(r.last.admitted),
-            str(r.last.refused_429),
-            str(r.last.refused_503),
+            f"{r.last.refused_429}/{r.last.refused_503}",
             str(r.refused_total),
             "—" if r.limit is None else f"{r.limit:.0f}",
             Text(str(r.waiting), style="bold red" if r.waiting > r.allocation * w else ""),
-            f"{_ms(r.p50)} / {_ms(r.p95)}",
+            f"{_ms(r.p50)}/{_ms(r.p95)}",
         )
     latency = Text.assemble(
-        "well-behaved Users' top-ups answered in the last 5 s: median ",
+        f"Well-behaved Users' top-ups answered in the last {_LATENCY_SPAN:.0f} s: median ",
         (_ms(f.good_p50) + " ms", "bold"),
         ", p95 ",
         (_ms(f.good_p95) + " ms", "bold"),
-        f"   threshold {config.budget:.0f} SR/s, capacity {config.capacity:.0f} SR/s",
+        ".",
     )
-    log = Text("\n".join(f"{t:5.1f} s  {message}" for t, message in f.log) or "(no events yet)")
+    log = Text("\n".join(f"{t:5.1f} s  {message}" for t, message in f.log) or "(nothing yet)")
     return Group(
         Panel(status, title="srtm demo", title_align="left"),
         table,
