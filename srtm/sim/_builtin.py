@@ -131,10 +131,10 @@ def dsp_outage() -> Scenario:
 COLD = "Supplier L1"
 COLD_START = at("17:00")
 COLD_DURATION = 3 * 3600.0
-COLD_TOPUPS = 400.0  # SR/s of extra top-ups and emergency credit
+COLD_TOPUPS = 500.0  # SR/s of extra top-ups and emergency credit
 BULK_START = at("16:00")
-BULK_DURATION = 6 * 3600.0
-BULK_RATE = 1_000.0  # SR/s of profile-data reads X keeps running
+BULK_DURATION = 4 * 3600.0
+BULK_RATE = 900.0  # SR/s of profile-data reads it keeps running
 
 
 def cold_snap() -> Scenario:
@@ -152,7 +152,7 @@ def cold_snap() -> Scenario:
     return Scenario(
         name="cold-snap",
         description=(
-            f"A freezing evening. From 16:00 to 22:00 {COLD}, the largest prepayment "
+            f"A freezing evening. From 16:00 to 20:00 {COLD}, the largest prepayment "
             f"Supplier (allocation {culprit.allocation:g} SR/s), runs a bulk campaign of "
             f"profile-data reads at {BULK_RATE:,.0f} SR/s; from 17:00 to 20:00 its "
             f"customers' top-ups and emergency-credit requests surge by {COLD_TOPUPS:,.0f} "

@@ -29,11 +29,11 @@ _EPS = 1e-9
 class Recorder:
     """Figures every sender of one run adds to: latency of the priority class, backlogs."""
 
-    def __init__(self, classes: int, minutes: int, resolution: float) -> None:
+    def __init__(self, classes: int, bins: int, resolution: float) -> None:
         self.backlog = [0] * classes  # SRs queued now, per class index
-        self.lat_count = [0] * minutes  # priority-class SRs admitted in each minute
-        self.lat_sum = [0.0] * minutes  # ... and their waiting time added up (s)
-        self.lat_max = [0.0] * minutes
+        self.lat_count = [0] * bins  # priority-class SRs admitted in each bin of time
+        self.lat_sum = [0.0] * bins  # ... and their waiting time added up (s)
+        self.lat_max = [0.0] * bins
         self.hist: dict[int, int] = {}  # waiting time in units of resolution -> count
         self.resolution = resolution
         self.class_wait = [0.0] * classes  # total waiting time per class (s)

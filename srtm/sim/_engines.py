@@ -184,9 +184,11 @@ class GateEngine:
         floor = self._floor()
         if floor is None:
             return False
-        admitted, total = self.ledger.counts(DEFAULT_POOL, math.floor(now / self.window))
+        admitted, total, most = self.ledger.counts(DEFAULT_POOL, math.floor(now / self.window))
         if total + sum(counts) > _count(self.governor.budget, self.window):
             return False
+        if most + max(counts) <= floor:
+            return True
         names = self.names
         return all(
             admitted.get(names[u], 0) + n <= floor for u, n in zip(users, counts, strict=True)
@@ -196,7 +198,7 @@ class GateEngine:
         floor = self._floor()
         if floor is None:
             return False
-        _, so_far = self.ledger.counts(DEFAULT_POOL, math.floor(now / self.window))
+        _, so_far, _ = self.ledger.counts(DEFAULT_POOL, math.floor(now / self.window))
         return so_far == 0 and total <= _count(self.governor.budget, self.window) and most <= floor
 
     def admit(self, users: Sequence[int], counts: Sequence[int], now: float) -> None:

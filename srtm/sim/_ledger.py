@@ -28,12 +28,13 @@ _EMPTY: dict[str, int] = {}
 
 
 class _Window:
-    __slots__ = ("admitted", "offered", "total")
+    __slots__ = ("admitted", "most", "offered", "total")
 
     def __init__(self) -> None:
         self.offered: dict[str, int] = {}
         self.admitted: dict[str, int] = {}
         self.total = 0
+        self.most = 0  # the most any one User has had admitted
 
 
 class SimLedger:
@@ -61,21 +62,27 @@ class SimLedger:
             used += k
             w.admitted[user] = used
             w.total += k
+            if used > w.most:
+                w.most = used
         return Outcome(k, reason, used, w.total)
 
-    def counts(self, pool: str, window: int) -> tuple[Mapping[str, int], int]:
-        """(admitted per User, admitted total) of a window so far."""
+    def counts(self, pool: str, window: int) -> tuple[Mapping[str, int], int, int]:
+        """(admitted per User, admitted total, the most one User has) of a window so far."""
         found = self._windows.get((pool, window))
-        return (found.admitted, found.total) if found is not None else (_EMPTY, 0)
+        return (found.admitted, found.total, found.most) if found is not None else (_EMPTY, 0, 0)
 
     def admit_all(self, pool: str, window: int, offers: Iterable[tuple[str, int]]) -> None:
         """Count offers that the caller has proved :func:`admit_count` admits in full."""
         w = self._window(pool, window)
         offered, admitted = w.offered, w.admitted
+        total, most = w.total, w.most
         for user, n in offers:
             offered[user] = offered.get(user, 0) + n
-            admitted[user] = admitted.get(user, 0) + n
-            w.total += n
+            used = admitted[user] = admitted.get(user, 0) + n
+            total += n
+            if used > most:
+                most = used
+        w.total, w.most = total, most
 
     def flush_and_read(
         self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
@@ -92,9 +99,10 @@ class SimLedger:
                 del windows[slot]
         previous = windows.get((pool, window - 1))
         current = windows.get((pool, window))
+        # The live dicts, not copies: the gate only reads them before the next decision.
         return (
-            dict(previous.offered) if previous is not None else {},
-            dict(current.offered) if current is not None else {},
+            previous.offered if previous is not None else {},
+            current.offered if current is not None else {},
         )
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ incident is squeezed tenfold, and every rate stays the same.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -45,10 +46,12 @@ if TYPE_CHECKING:
     from srtm.sim._engines import Engine, Verdict
     from srtm.sim._scenario import Scenario
 
-__all__ = ["MIN_SLICES", "Compiled", "Run", "compile_scenario", "simulate"]
+__all__ = ["LATENCY_BIN", "MIN_SLICES", "Compiled", "Run", "compile_scenario", "simulate"]
 
 #: Fewest decision slices a window is cut into, so that no User always goes first.
 MIN_SLICES = 4
+#: Seconds of virtual time per bin of the priority-class latency series.
+LATENCY_BIN = 10.0
 #: Windows of arrivals drawn at once.
 _CHUNK = 3600
 _USER = int(Reason.USER)
@@ -166,9 +169,9 @@ class Run:
     queued: IntArray  # (users,): still queued at the end
     priority_admitted: IntArray  # (users,): priority-class SRs admitted (clients)
     priority_wait_max: FloatArray  # (users,): longest wait of a priority-class SR (s)
-    latency_count: IntArray  # (minutes,): priority-class SRs admitted per minute (clients)
-    latency_sum: FloatArray  # (minutes,): ... their waits added up (s)
-    latency_max: FloatArray  # (minutes,)
+    latency_count: IntArray  # (bins,): priority-class SRs admitted per LATENCY_BIN (clients)
+    latency_sum: FloatArray  # (bins,): ... their waits added up (s)
+    latency_max: FloatArray  # (bins,)
     latency_hist: dict[float, int]  # wait (s) -> priority-class SRs
     class_count: IntArray  # (classes,): SRs admitted per class (clients)
     class_wait: FloatArray  # (classes,): their waits added up (s)
@@ -179,7 +182,7 @@ class Run:
 
 
 class _Chunk:
-    """An hour of arrivals: per window in bulk, and split into slices on demand."""
+    """An hour of arrivals: per window, and per slice when the engine reads inside windows."""
 
     def __init__(self, c: Compiled, start: int, length: int, rng: np.random.Generator) -> None:
         self.c, self.start, self.length = c, start, length
@@ -195,47 +198,75 @@ class _Chunk:
         self.counts = counts
         # Which slice gets the first of a window's remainder, per User and class.
         self.first = rng.integers(0, c.slices, size=counts.shape)
-        totals = counts.sum(axis=1)
-        self.totals = totals
-        self.window_total: list[int] = totals.sum(axis=0).tolist()
-        self.window_most: list[int] = totals.max(axis=0).tolist()
+        self.totals = counts.sum(axis=1)
         line = np.array(c.line, dtype=np.int64)[:, None]
-        self.within_lines: list[bool] = (totals <= line).all(axis=0).tolist()
-        jj, uu = np.nonzero(totals.T)
-        self._uu: list[int] = uu.tolist()
-        self._ns: list[int] = totals.T[jj, uu].tolist()
-        self._bounds: list[int] = np.searchsorted(jj, np.arange(length + 1)).tolist()
-        self._sliced: list[list[Arrival]] | None = None
-        if c.tick_every < c.slices:  # ticks inside windows: every window goes in slices
-            self._sliced = self._split(slice(0, length))
+        self.window_total: list[int] = self.totals.sum(axis=0).tolist()
+        self.window_most: list[int] = self.totals.max(axis=0).tolist()
+        self.within_lines: list[bool] = (self.totals <= line).all(axis=0).tolist()
+        self._window = _Index(self.totals)
+        self.parts: IntArray | None = None
+        self._slice: _Index | None = None
+        self._cached: tuple[int, IntArray] | None = None
+        if c.tick_every < c.slices:  # ticks inside windows: the gate goes slice by slice
+            self.parts = self._split(slice(0, length))
+            slice_totals = self.parts.sum(axis=1)
+            self._slice = _Index(slice_totals)
+            self.slice_within_lines: list[bool] = (
+                (slice_totals <= line // c.slices).all(axis=0).tolist()
+            )
 
     def offers(self, j: int) -> tuple[list[int], list[int]]:
         """The Users with arrivals in window ``j`` of the chunk, and how many."""
-        lo, hi = self._bounds[j], self._bounds[j + 1]
-        return self._uu[lo:hi], self._ns[lo:hi]
+        return self._window.at(j)
 
-    def slices(self, j: int) -> list[list[Arrival]]:
-        """Window ``j``'s arrivals, slice by slice."""
+    def slice_offers(self, i: int) -> tuple[list[int], list[int]]:
+        """The Users with arrivals in slice ``i`` of the chunk (sliced chunks only)."""
+        assert self._slice is not None
+        return self._slice.at(i)
+
+    def arrivals(self, j: int, k: int) -> list[Arrival]:
+        """Slice ``k`` of window ``j``: (User, SRs per class, total) for each arrival."""
         s = self.c.slices
-        if self._sliced is not None:
-            return self._sliced[j * s : (j + 1) * s]
-        return self._split(slice(j, j + 1))
+        if self.parts is not None:
+            parts, i = self.parts, j * s + k
+        else:
+            if self._cached is None or self._cached[0] != j:
+                self._cached = (j, self._split(slice(j, j + 1)))
+            parts, i = self._cached[1], k
+        totals = parts[:, :, i].sum(axis=1)
+        users = np.flatnonzero(totals)
+        return list(
+            zip(
+                users.tolist(),
+                parts[users, :, i].tolist(),
+                totals[users].tolist(),
+                strict=True,
+            )
+        )
 
-    def _split(self, span: slice) -> list[list[Arrival]]:
+    def _split(self, span: slice) -> IntArray:
+        """(users, classes, windows x slices): each window's arrivals spread over its slices."""
         s = self.c.slices
         counts, first = self.counts[:, :, span], self.first[:, :, span]
         n_users, n_classes, length = counts.shape
         base, rem = np.divmod(counts, s)
         k = np.arange(s).reshape(1, 1, 1, s)
         parts = base[..., None] + (((k - first[..., None]) % s) < rem[..., None])
-        parts = parts.reshape(n_users, n_classes, length * s)
-        totals = parts.sum(axis=1)
-        out: list[list[Arrival]] = [[] for _ in range(length * s)]
+        return parts.reshape(n_users, n_classes, length * s)
+
+
+class _Index:
+    """For each column of a (users, steps) count matrix: the Users with counts, and them."""
+
+    def __init__(self, totals: IntArray) -> None:
         jj, uu = np.nonzero(totals.T)
-        mix = parts[uu, :, jj].tolist()
-        for j, u, m, n in zip(jj.tolist(), uu.tolist(), mix, totals[uu, jj].tolist(), strict=True):
-            out[j].append((u, m, n))
-        return out
+        self._users: list[int] = uu.tolist()
+        self._counts: list[int] = totals.T[jj, uu].tolist()
+        self._bounds: list[int] = np.searchsorted(jj, np.arange(totals.shape[1] + 1)).tolist()
+
+    def at(self, step: int) -> tuple[list[int], list[int]]:
+        lo, hi = self._bounds[step], self._bounds[step + 1]
+        return self._users[lo:hi], self._counts[lo:hi]
 
 
 class _World:
@@ -244,8 +275,8 @@ class _World:
     def __init__(self, c: Compiled, engine: Engine, seed: int) -> None:
         self.c = c
         self.engine = engine
-        minutes = math.ceil(c.windows * c.window / 60) + 1
-        self.rec = Recorder(len(c.classes), minutes, c.window / c.slices / 4)
+        bins = math.ceil(c.windows * c.window / LATENCY_BIN) + 1
+        self.rec = Recorder(len(c.classes), bins, c.window / c.slices / 4)
         rng = random.Random(seed)
         self.senders: list[Sender] = []
         self.caps = [line // c.slices for line in c.line]  # most a User sends in a slice
@@ -291,7 +322,7 @@ class _World:
                     s.mark(t)
         self.capacity[w] = engine.capacity
         self._active_now = False
-        minute = int(t // 60)
+        minute = int(t // LATENCY_BIN)  # the latency bin
         ticked = False
         if self._bulk:
             engine.tick(t)
@@ -310,35 +341,56 @@ class _World:
                 self._end(w)
                 return
         dt = c.window / c.slices
-        for k, arriving in enumerate(chunk.slices(j)):
-            ticks = k % c.tick_every == 0 and not (k == 0 and ticked)
-            self._slice(w, k, ticks, t + k * dt, minute, arriving)
+        quiet: list[int] = []
+        for k in range(c.slices):
+            now = t + k * dt
+            if k % c.tick_every == 0 and not (k == 0 and ticked):
+                engine.tick(now)
+                if engine.active:
+                    self._active_now = True
+            if self._calm_slice(j, k, now, chunk):
+                quiet.append(k)
+            else:
+                self._slice(w, k, now, minute, chunk.arrivals(j, k))
+        if len(quiet) == c.slices:
+            self.quiet[w] = True
+        elif quiet:
+            self._count_quietly(w, j, quiet, minute, chunk)
         self._end(w)
+
+    def _calm_slice(self, j: int, k: int, now: float, chunk: _Chunk) -> bool:
+        """Admit slice ``k``'s arrivals in bulk if nothing in it can be refused."""
+        if self.busy or now < self.pause_horizon - _EPS or chunk.parts is None:
+            return False
+        i = j * self.c.slices + k
+        ids, ns = chunk.slice_offers(i)
+        if not ids:
+            return True
+        if not chunk.slice_within_lines[i] or not self.engine.fits(ids, ns, now):
+            return False
+        self.engine.admit(ids, ns, now)
+        return True
+
+    def _count_quietly(self, w: int, j: int, slices: list[int], minute: int, chunk: _Chunk) -> None:
+        """Count the slices of a window that were admitted in bulk (the rest were not)."""
+        pri, clients = self.c.priority_index, self.c.clients
+        rec = self.rec
+        for k in slices:
+            for u, counts, total in chunk.arrivals(j, k):
+                self.offered[u, w] += total
+                self.admitted[u, w] += total
+                if pri >= 0 and counts[pri] and clients[u]:
+                    self.priority_quiet[u] += counts[pri]
+                    rec.lat_count[minute] += counts[pri]
+                    rec.hist[0] = rec.hist.get(0, 0) + counts[pri]
 
     def _end(self, w: int) -> None:
         self.active[w] = self._active_now
         self.backlog[:, w] = self.rec.backlog
 
-    def _slice(
-        self, w: int, k: int, ticks: bool, now: float, minute: int, arriving: list[Arrival]
-    ) -> None:
-        """Slice ``k``: tick if a control period starts, then decide what is offered."""
+    def _slice(self, w: int, k: int, now: float, minute: int, arriving: list[Arrival]) -> None:
+        """Slice ``k`` of window ``w``, User by User: queues, pauses, decisions."""
         engine, senders, caps, busy = self.engine, self.senders, self.caps, self.busy
-        if ticks:
-            engine.tick(now)
-            if engine.active:
-                self._active_now = True
-        if not busy and now >= self.pause_horizon - _EPS:
-            # Nobody queued or paused: each User offers what just arrived, up to its line.
-            if not arriving:
-                return
-            if all(a[2] <= caps[a[0]] for a in arriving):
-                ids = [a[0] for a in arriving]
-                ns = [a[2] for a in arriving]
-                if engine.fits(ids, ns, now):
-                    engine.admit(ids, ns, now)
-                    self._count_quietly(w, minute, arriving)
-                    return
         cands = arriving
         if busy:
             present = {a[0] for a in arriving}
@@ -360,22 +412,6 @@ class _World:
         else:
             verdicts = engine.decide(ids, ns, now, w * self.c.slices + k)
         self._settle(w, now, minute, ids, ns, verdicts)
-
-    def _count_quietly(self, w: int, minute: int, arriving: list[Arrival]) -> None:
-        """Everything that arrived was sent and admitted at once; no queue was touched."""
-        offered, admitted, clients = self.offered, self.admitted, self.c.clients
-        pri = self.c.priority_index
-        prio = 0
-        for u, counts, total in arriving:
-            offered[u, w] += total
-            admitted[u, w] += total
-            if pri >= 0 and counts[pri] and clients[u]:
-                prio += counts[pri]
-                self.priority_quiet[u] += counts[pri]
-        if prio:
-            rec = self.rec
-            rec.lat_count[minute] += prio
-            rec.hist[0] = rec.hist.get(0, 0) + prio
 
     def _settle(
         self,
@@ -423,7 +459,7 @@ class _World:
         prio = chunk.counts[:, pri, :][:, quiet] * clients[:, None]
         self.priority_quiet += prio.sum(axis=1)
         windows = np.arange(lo, hi)[quiet]
-        minutes = (windows * self.c.window // 60).astype(np.int64)
+        minutes = (windows * self.c.window // LATENCY_BIN).astype(np.int64)
         per_minute = np.bincount(minutes - minutes[0], weights=prio.sum(axis=0))
         rec = self.rec
         for m, count in enumerate(per_minute.tolist()):
@@ -486,6 +522,8 @@ def simulate(
     c = compiled
     scenario = c.scenario
     users = scenario.users
+    quiet = _Quiet()
+    logging.getLogger("srtm.gate").addFilter(quiet)
     tm = GateEngine(scenario.policy, [(u.id, u.duis_version) for u in users], exact=exact)
     fcfs = FcfsEngine(scenario.policy)
     worlds = [_World(c, tm, scenario.seed + 1), _World(c, fcfs, scenario.seed + 1)]
@@ -531,3 +569,12 @@ def simulate(
     finally:
         tm.close()
         fcfs.close()
+        logging.getLogger("srtm.gate").removeFilter(quiet)
+
+
+class _Quiet(logging.Filter):
+    """Drops the gate's "traffic management engaged/released" warnings during a run: the
+    run records every engagement, and a simulated day would print hundreds of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("srtm: traffic management")
