@@ -111,8 +111,13 @@ def test_an_output_folder_that_cannot_be_written_is_refused(
     assert expected in err
 
 
-@pytest.mark.skipif(HAS_SIMULATE, reason="srtm.sim.cli is installed: see the next test")
-def test_simulate_says_clearly_when_it_is_not_there(capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_says_clearly_when_it_is_not_there(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("srtm.cli._sim_cli", lambda: None)  # a build without srtm.sim.cli
+    status, out, err = run_main(["--help"], capsys)
+    assert status == 0
+    assert "(not available in this build)" in " ".join(out.split())
     status, _, err = run_main(["simulate", "runaway-user"], capsys)
     assert status == 2
     assert "simulate is not available" in err
@@ -225,9 +230,13 @@ def test_srtm_demo_runs_and_its_verdict_holds(tmp_path: Path) -> None:
     # The hard cap: no window admitted more than capacity.
     assert peak == f["peak_admitted"] <= 200
     assert all(sum(u[1] for u in w["users"].values()) <= 200 for w in summary["windows"])
-    # Top-ups kept moving: under the shortest Retry-After pause (1 s) at the 95th percentile;
-    # about 70 ms was typical on the 2-core machine the bar was set on.
-    assert p95_ms <= 1000
+    # The well-behaved Users' top-ups were never held back: each admitted at its first try.
+    assert f["topup_flood_first_attempt"] == f["topup_flood_count"] >= 5
+    # How long they took depends on the machine (20-70 ms at the median on the 2-core
+    # machine this was written on, several hundred when other processes took its CPU);
+    # the median stays well under the 1 s that even one Retry-After pause would cost.
+    assert 0 < f["topup_flood_p50"] < 1.0
+    assert p95_ms == round(1000 * f["topup_flood_p95"])
     assert f["tm_engaged_at"] is not None
     assert 3 <= f["tm_engaged_at"] <= 7
 

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import subprocess
 import sys
 import time
@@ -16,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.live import Live
 
-import srtm
 from srtm.demo._gateway import Gateway
 from srtm.demo._measure import analyse
+from srtm.demo._process import child_env
 from srtm.demo._suppliers import Suppliers
 from srtm.demo._view import frame, plain_line, render, seconds
 
@@ -59,9 +58,6 @@ def _captured(sink: list[tuple[float, str]]) -> Iterator[None]:
 
 
 def _runaway_process(config: DemoConfig, url: str, start: float) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    root = str(Path(srtm.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return subprocess.Popen(
         [
             sys.executable,
@@ -83,7 +79,7 @@ def _runaway_process(config: DemoConfig, url: str, start: float) -> subprocess.P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=child_env(),
     )
 
 
@@ -131,8 +127,9 @@ def run_demo(
     with _captured(gateway.log):
         try:
             url = gateway.start()
-            # Start on a window boundary, so the run's seconds are the gate's windows.
-            start = math.ceil(time.time() / w + 0.5) * w
+            # Start on a window boundary, so the run's seconds are the gate's windows, and
+            # late enough for the Suppliers' and the runaway's processes to be ready.
+            start = math.ceil((time.time() + 1.5) / w) * w
             runaway = _runaway_process(config, url, start)
             suppliers = Suppliers(config, url, start=start, stop=start + config.duration)
             suppliers.start()
@@ -152,8 +149,11 @@ def run_demo(
         except BaseException:
             if suppliers is not None:
                 suppliers.halt()
+                suppliers.join(timeout=5)
             raise
         finally:
+            if suppliers is not None:
+                suppliers.close()
             if runaway is not None and runaway.poll() is None:
                 runaway.kill()
                 runaway.wait()
@@ -208,6 +208,8 @@ def _conclude(console: Console, report: Report, out: Path | None, json_path: Pat
     for check in report.checks:
         mark = "[green]ok  [/]" if check.passed else "[bold red]FAIL[/]"
         console.print(f"{mark} {check.name}: {check.detail}", highlight=False, soft_wrap=wrap)
+    for note in report.notes:
+        console.print(f"[yellow]note[/] {note}", highlight=False, soft_wrap=wrap)
     console.print()
     style = "bold green" if report.passed else "bold red"
     console.print(report.verdict, style=style, highlight=False, soft_wrap=wrap)

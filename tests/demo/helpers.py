@@ -60,7 +60,9 @@ class Run:
         for s in self.config.suppliers:
             for i in range(round(self.config.duration * 10)):
                 latency = 2.5 if s.runaway else self.topup_latency
-                out.append(Settled(s.label, "2.2", START + i / 10, latency, "response", 200, 1))
+                out.append(
+                    Settled(s.label, "2.2", START + i / 10, latency, 0.0, "response", 200, 1)
+                )
         return out
 
     def analyse(self, **overrides: object):  # type: ignore[no-untyped-def]
