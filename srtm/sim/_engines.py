@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "FcfsEngine", "GateEngine", "Verdict", "slice_order"]
 
-#: (admitted, Retry-After in seconds or None, the reason the rest was refused)
-Verdict = tuple[int, int | None, int]
+#: (admitted, Retry-After in seconds or None, the reason the rest was refused, HTTP status)
+Verdict = tuple[int, int | None, int, int]
 
 _CAPACITY, _ADMITTED = int(Reason.CAPACITY), int(Reason.ADMITTED)
 _MASK = (1 << 64) - 1
@@ -213,12 +213,16 @@ class GateEngine:
     ) -> list[Verdict]:
         self.now = now
         decide, identities = self.gate.decide, self.identities
-        out: list[Verdict] = [(0, None, _ADMITTED)] * len(users)
+        out: list[Verdict] = [(0, None, _ADMITTED, 200)] * len(users)
         for i in slice_order(users, order):
             n = counts[i]
             d = decide(identities[users[i]], n, now=now)
             # Shadow mode refuses nothing: the requests go through.
-            out[i] = (n, None, _ADMITTED) if d.shadow else (d.admitted, d.retry_after, d.reason)
+            out[i] = (
+                (n, None, _ADMITTED, 200)
+                if d.shadow
+                else (d.admitted, d.retry_after, d.reason, d.status)
+            )
         self.decisions += len(users)
         return out
 
@@ -279,7 +283,7 @@ class FcfsEngine:
         total = sum(counts)
         if total <= room:
             self._used += total
-            return [(n, None, _ADMITTED) for n in counts]
+            return [(n, None, _ADMITTED, 200) for n in counts]
         shares = [n * room // total for n in counts]
         left = room - sum(shares)
         if left:
@@ -290,7 +294,7 @@ class FcfsEngine:
                 shares[i] += 1
         self._used += room
         return [
-            (k, None, _ADMITTED if k == n else _CAPACITY)
+            (k, None, _ADMITTED, 200) if k == n else (k, None, _CAPACITY, 503)
             for k, n in zip(shares, counts, strict=True)
         ]
 

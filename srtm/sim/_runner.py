@@ -424,8 +424,8 @@ class _World:
     ) -> None:
         senders, offered, admitted, busy = self.senders, self.offered, self.admitted, self.busy
         if verdicts is None:
-            verdicts = [(n, None, 0) for n in ns]
-        for u, n, (k, retry, reason) in zip(ids, ns, verdicts, strict=True):
+            verdicts = [(n, None, 0, 200) for n in ns]
+        for u, n, (k, retry, reason, _status) in zip(ids, ns, verdicts, strict=True):
             s = senders[u]
             s.settle(n, k, retry, now, minute)
             offered[u, w] += n
