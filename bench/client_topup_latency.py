@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 CAPACITY = 250.0  # SR/s the protected back end can take
@@ -124,6 +124,9 @@ class Result:
     retries: int
     lost: int
     duplicated: int
+    # (seconds since the start, latency) of every SR, for the figure
+    bulk_points: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    top_up_points: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
 
 def run(kind: str, *, pacing: bool, n_bulk: int, every: float) -> Result:
@@ -138,6 +141,7 @@ def run(kind: str, *, pacing: bool, n_bulk: int, every: float) -> Result:
 
     proc, url = start_gateway()
     latency: dict[str, float] = {}
+    done_at: dict[str, float] = {}
     status: dict[str, int | None] = {}
     bulk_left = threading.Event()
     settled_bulk = 0
@@ -146,6 +150,7 @@ def run(kind: str, *, pacing: bool, n_bulk: int, every: float) -> Result:
         nonlocal settled_bulk
         if isinstance(event, SRSettled):
             latency[event.sr.request_id] = event.latency
+            done_at[event.sr.request_id] = time.monotonic()
             status[event.sr.request_id] = event.status_code
             if event.priority == Priority.BULK:
                 settled_bulk += 1
@@ -223,6 +228,8 @@ def run(kind: str, *, pacing: bool, n_bulk: int, every: float) -> Result:
         ),
         # Duplicated: processed by the back end more than once.
         duplicated=processed["total"] - processed["distinct"],
+        bulk_points=[(done_at[s.request_id] - started, latency[s.request_id]) for s in bulk],
+        top_up_points=[(done_at[r] - started, latency[r]) for r in top_up_ids],
     )
 
 
@@ -234,6 +241,7 @@ def main() -> None:
     parser.add_argument("--clients", default="sync,async")
     parser.add_argument("--pacing", default="on,off")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plot", metavar="PNG", help="also draw latency against time")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
@@ -262,6 +270,35 @@ def main() -> None:
             )
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
+    if args.plot:
+        plot(results, args.plot)
+
+
+def plot(results: list[Result], path: str) -> None:
+    """Latency against completion time, one panel per run: bulk reads and top-ups."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(results), figsize=(4.2 * len(results), 3.6), sharey=True, squeeze=False
+    )
+    for ax, r in zip(axes[0], results, strict=True):
+        bx, by = zip(*r.bulk_points, strict=True)
+        ax.scatter(bx, by, s=1, color="0.6", label=f"bulk reads ({r.bulk:,})", rasterized=True)
+        if r.top_up_points:
+            tx, ty = zip(*r.top_up_points, strict=True)
+            ax.scatter(tx, ty, s=9, color="tab:red", label=f"top-ups ({r.top_ups})")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_title(f"{r.client} client, pacing {'on' if r.pacing else 'off'}", fontsize=10)
+        ax.set_xlabel("completed at (s after the bulk reads were queued)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("latency: submitted to answered (s)")
+    axes[0][0].legend(loc="upper left", fontsize=8, markerscale=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

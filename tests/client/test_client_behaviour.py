@@ -54,6 +54,16 @@ def refuse_first(retry_after: str, n_refused: int = 1, status: int = 429) -> Moc
     return script
 
 
+def paused_when_told(paused: threading.Event) -> Callable[[ClientEvent], None]:
+    """A hook that sets ``paused`` once the retry after a refusal is scheduled."""
+
+    def on_event(event: ClientEvent) -> None:
+        if isinstance(event, RetryScheduled):
+            paused.set()
+
+    return on_event
+
+
 # ---------------------------------------------------------------------------------------
 # The request on the wire
 
@@ -406,12 +416,13 @@ def test_close_with_cancel_hands_back_what_was_not_sent(
 ) -> None:
     # Real time here: a 100 s pause that the test does not wait out.
     gateway = MockGateway(VirtualClock(), refuse_first("100"))
-    client = make_client(transport=gateway.transport, max_in_flight=1)
     paused = threading.Event()
+    client = make_client(
+        transport=gateway.transport, max_in_flight=1, on_event=paused_when_told(paused)
+    )
     sent = client.submit(sr("4.6.1", request_id="sent-then-refused"))
     queued = [client.submit(sr("4.6.1", request_id=f"queued-{i}")) for i in range(5)]
-    while not client.stats().throttle_pauses:
-        paused.wait(0.01)  # polls the client's own counter; nothing else to wait on
+    assert paused.wait(timeout=30)
     handed_back = client.close(cancel=True)
     assert [s.request_id for s in handed_back] == ["sent-then-refused"] + [
         f"queued-{i}" for i in range(5)
@@ -442,12 +453,20 @@ def test_submit_after_close_is_refused(
 
 def test_a_cancelled_handle_is_never_sent(make_client: Make, mock_gateway: Build) -> None:
     gateway = MockGateway(VirtualClock(), refuse_first("100"))
-    client = make_client(transport=gateway.transport, max_in_flight=1)
+    paused, dropped = threading.Event(), threading.Event()
+
+    def on_event(event: ClientEvent) -> None:
+        if isinstance(event, RetryScheduled):
+            paused.set()
+        if isinstance(event, SRSettled) and event.outcome == "cancelled":
+            dropped.set()
+
+    client = make_client(transport=gateway.transport, max_in_flight=1, on_event=on_event)
     first = client.submit(sr("2.2", request_id="first"))
     doomed = client.submit(sr("4.6.1", request_id="doomed"))
-    while not client.stats().throttle_pauses:
-        threading.Event().wait(0.01)  # polls the client's own counter
+    assert paused.wait(timeout=30)
     assert doomed.cancel()
+    assert dropped.wait(timeout=30)  # the async client hears of it on its loop, a moment later
     stats = client.stats()
     assert stats.cancelled == 1
     assert stats.queued == {0: 1}  # the refused top-up waits; the bulk read is gone
