@@ -2,7 +2,8 @@
 
 :class:`GateEngine` is traffic management: the core's :class:`srtm.Gate` (policy, fair
 share, governor and decision: the very objects the middleware uses), ticked every
-control period of virtual time, its counters in a :class:`~srtm.sim._ledger.SimLedger`.
+control period of virtual time, its counters in a :class:`~srtm.sim._ledger.SimLedger`
+(or, in an exact run, in the gate's own MemoryLedger).
 
 :class:`FcfsEngine` is the baseline without traffic management: first come, first
 served up to capacity and nothing else. Requests offered in the same slice arrive
@@ -136,14 +137,17 @@ class GateEngine:
         exact: bool = False,
     ) -> None:
         self.now = 0.0
-        # The counters live in the simulator's ledger, so the storage URI does not matter.
+        # One process, counters in memory: whatever storage the policy names.
         policy = dataclasses.replace(policy, storage="memory://")
         self.gate = Gate(policy, clock=lambda: self.now, background=False)
         self.ledger = SimLedger()
-        # No public hook to give a Gate its ledger yet: swap the one it built.
-        built = self.gate._ledgers[DEFAULT_POOL]
-        self.gate._ledgers[DEFAULT_POOL] = self.ledger
-        built.close()
+        if not exact:
+            # The bulk path reads a window's counts and adds to them, which the gate's
+            # MemoryLedger does not offer; no public hook gives a Gate its ledger yet, so
+            # swap the one it built. (Exact runs keep the gate's own MemoryLedger.)
+            built = self.gate._ledgers[DEFAULT_POOL]
+            self.gate._ledgers[DEFAULT_POOL] = self.ledger
+            built.close()
         self.pool = self.gate.pools[DEFAULT_POOL]
         self.governor: Governor = self.pool.governor
         self.window = policy.window

@@ -1,12 +1,12 @@
-"""A ledger for the virtual clock: the core's decision on plain per-window counters.
+"""A ledger for the simulator: the core's decision on per-window counters it can read.
 
-:class:`srtm.ledger.MemoryLedger` keeps its counters in a ``limits`` MemoryStorage whose
-entries expire on real time and cost two locked store calls per decision; a simulated
-second lasts microseconds. :class:`SimLedger` implements the same
-:class:`srtm.ledger.Ledger` protocol with dicts keyed by (pool, window), forgets windows
-the governor no longer reads, and decides with the very function the other ledgers use,
-:func:`srtm.ledger.admit_count`. A test holds it equal to ``MemoryLedger`` and to the
-middleware on the same requests.
+:class:`SimLedger` implements the :class:`srtm.ledger.Ledger` protocol like
+:class:`srtm.ledger.MemoryLedger` (dicts by pool and window, windows the governor no
+longer reads forgotten) and decides with the very function every ledger uses,
+:func:`srtm.ledger.admit_count`. It adds what the simulator's bulk path needs and the
+core's ledger does not offer: a window's counts so far (:meth:`SimLedger.counts`), and
+counting offers already proved admitted (:meth:`SimLedger.admit_all`). Tests hold it
+equal to ``MemoryLedger`` and to the middleware on the same requests.
 """
 
 from __future__ import annotations
@@ -94,9 +94,8 @@ class SimLedger:
             offered = self._window(pool, slot_window).offered
             for user, count in counts.items():
                 offered[user] = offered.get(user, 0) + count
-        if len(windows) > _KEEP + 2:
-            for slot in [s for s in windows if s[0] == pool and s[1] < window - _KEEP]:
-                del windows[slot]
+        for slot in [s for s in windows if s[0] == pool and s[1] < window - _KEEP]:
+            del windows[slot]
         previous = windows.get((pool, window - 1))
         current = windows.get((pool, window))
         # The live dicts, not copies: the gate only reads them before the next decision.
