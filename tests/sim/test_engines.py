@@ -70,11 +70,8 @@ def test_fcfs_never_exceeds_capacity(slices: list[list[tuple[int, int]]], capaci
     assert all(total <= int(capacity + 1e-9) for total in per_window.values())
 
 
-offers = st.lists(
-    st.lists(st.tuples(st.integers(0, 3), st.integers(1, 60)), max_size=4, unique_by=lambda o: o[0]),
-    min_size=1,
-    max_size=40,
-)  # fmt: skip
+offer = st.tuples(st.integers(0, 3), st.integers(1, 60))
+offers = st.lists(st.lists(offer, max_size=4, unique_by=lambda o: o[0]), min_size=1, max_size=40)
 
 
 @settings(max_examples=150, deadline=None)

@@ -40,13 +40,16 @@ def test_sim_ledger_and_memory_ledger_agree(ops: list[tuple[object, ...]]) -> No
     for op in ops:
         if op[0] == "take":
             _, dw, user, n, quota = op
-            assert isinstance(dw, int) and isinstance(user, str) and isinstance(n, int)
+            assert isinstance(dw, int)
+            assert isinstance(user, str)
+            assert isinstance(n, int)
             assert isinstance(quota, Quota)
             window = max(window, dw)
             assert memory.take("p", window, user, n, quota) == sim.take("p", window, user, n, quota)
         else:
             _, dw, back = op
-            assert isinstance(dw, int) and isinstance(back, dict)
+            assert isinstance(dw, int)
+            assert isinstance(back, dict)
             window = max(window, dw)
             pending = {window - k: counts for k, counts in back.items() if window - k >= 0}
             a = memory.flush_and_read("p", pending, window)
