@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from srtm._errors import SrtmError
 from srtm.policy import TrafficPolicy
 
 __all__ = ["DEFAULT_SUPPLIERS", "DemoConfig", "DemoConfigError", "Supplier"]
@@ -13,7 +14,7 @@ __all__ = ["DEFAULT_SUPPLIERS", "DemoConfig", "DemoConfigError", "Supplier"]
 _LABEL = re.compile(r"^[A-Za-z0-9]{1,8}$")
 
 
-class DemoConfigError(ValueError):
+class DemoConfigError(SrtmError, ValueError):
     """A demo setting that cannot work; the message names the setting."""
 
     def __init__(self, name: str, problem: str) -> None:

@@ -173,6 +173,7 @@ class Report:
             "checks": [
                 {"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks
             ],
+            "notes": self.notes,
             "figures": self.figures,
             "config": {
                 "duration": cfg.duration,

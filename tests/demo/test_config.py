@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from srtm import PolicyError
+from srtm import PolicyError, SrtmError
 from srtm.demo import DEFAULT_SUPPLIERS, DemoConfig, DemoConfigError, Supplier
 
 
@@ -38,6 +38,11 @@ def test_the_defaults_make_a_sound_demo() -> None:
 def test_bad_settings_are_named(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(DemoConfigError, match=message):
         DemoConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_errors_are_srtm_errors() -> None:
+    assert issubclass(DemoConfigError, SrtmError)
+    assert issubclass(DemoConfigError, ValueError)
 
 
 def test_a_policy_that_cannot_work_fails_when_built() -> None:

@@ -121,6 +121,7 @@ def test_the_summary_is_json_with_every_window() -> None:
     report = Run().analyse()
     summary = json.loads(json.dumps(report.to_json()))
     assert summary["verdict"] == "PASS"
+    assert summary["notes"] == []
     assert len(summary["windows"]) == 10
     assert summary["windows"][4]["users"]["D"] == [500, 66, 434, 0]
     assert summary["users"]["A"]["requests"]["refused_429"] == 0
