@@ -180,7 +180,7 @@ def _show_live(
     console: Console, config: DemoConfig, gateway: Gateway, suppliers: Suppliers, start: float
 ) -> None:
     end = start + config.duration
-    with Live(console=console, refresh_per_second=8, transient=False) as view:
+    with Live(console=console, refresh_per_second=4, transient=False) as view:
         while (now := time.time()) < end + 0.05:
             view.update(render(config, frame(config, gateway, suppliers, start)))
             time.sleep(min(_REFRESH, max(0.01, end + 0.05 - now)))  # the next refresh
