@@ -337,13 +337,12 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     def _run(self) -> None:
         try:
             self._dispatch()
-        except BaseException as exc:  # a bug must not strand the callers' handles
+        except Exception as exc:  # a bug must not strand the callers' handles
             logger.exception("srtm.client dispatcher failed; failing every pending SR")
             with self._cond:
                 self._core.abort(exc)
                 settled, events = self._core.take_outbox()
             self._deliver(settled, events)
-            raise
 
     def _dispatch(self) -> None:
         while True:
@@ -552,12 +551,14 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
     async def _run(self) -> None:
         try:
             await self._dispatch()
-        except BaseException as exc:  # a bug must not strand the callers' handles
-            if not isinstance(exc, asyncio.CancelledError):
-                logger.exception("srtm.client dispatcher failed; failing every pending SR")
-            self._core.abort(exc)
+        except asyncio.CancelledError:  # the loop is going away: cancel what is left
+            self._core.cancel_pending()
             self._deliver(*self._core.take_outbox())
             raise
+        except Exception as exc:  # a bug must not strand the callers' handles
+            logger.exception("srtm.client dispatcher failed; failing every pending SR")
+            self._core.abort(exc)
+            self._deliver(*self._core.take_outbox())
 
     async def _dispatch(self) -> None:
         assert self._wake is not None

@@ -529,3 +529,27 @@ def test_stats_count_what_happened(
     assert stats.throttle_pauses == 2
     assert stats.pending == 0
     assert set(stats.waited) == {0, 4}
+
+
+def test_a_broken_dispatcher_fails_pending_srs_rather_than_losing_them(
+    make_client: Make, mock_gateway: Build, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = MockGateway(VirtualClock(), refuse_first("100"))  # real time: the pause holds
+    paused = threading.Event()
+    client = make_client(
+        transport=gateway.transport, max_in_flight=1, on_event=paused_when_told(paused)
+    )
+    futures = [client.submit(sr("4.6.1")) for _ in range(5)]
+    assert paused.wait(timeout=30)
+
+    def broken() -> None:
+        raise RuntimeError("a bug in the core")
+
+    client.client._core.next_action = broken  # type: ignore[method-assign]
+    futures.append(client.submit(sr("2.2")))  # wakes the dispatcher, which breaks
+    for future in futures:
+        with pytest.raises(RuntimeError, match="a bug in the core"):
+            future.result(timeout=30)
+    assert "dispatcher failed" in caplog.text
+    with pytest.raises(ClientClosedError):
+        client.submit(sr("2.2"))

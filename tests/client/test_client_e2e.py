@@ -137,7 +137,7 @@ def check_top_up_run(run: TopUpRun, admitted: list[str]) -> None:
 
 
 def test_top_ups_overtake_queued_bulk_reads_at_a_throttling_gateway(make_client: Make) -> None:
-    gateway = ThrottlingGateway(limit=300, window=1.0)
+    gateway = ThrottlingGateway(limit=200, window=1.0)
     with serve(gateway.app, started=gateway.app.started) as url:
         run = run_top_up_scenario(
             make_client,

@@ -30,13 +30,13 @@ def test_top_ups_overtake_bulk_reads_at_the_real_gateway(
         return Reply(200, body=b"<Response/>")
 
     app = ScriptApp(back_end)
-    # Budget 0.8 * 200 = 160 SR/s; user-a is allocated 40 and, alone, may use the budget.
-    # The client sends unpaced (faster than 160 SR/s), so traffic management engages and
-    # refuses it: the User is throttled, pauses, and resumes, over and over.
+    # Budget 0.8 * 150 = 120 SR/s; user-a is allocated 40 and, alone, may use the budget.
+    # The client sends unpaced, far faster than 120 SR/s, so traffic management engages
+    # and refuses it: the User is throttled, pauses, and resumes, over and over.
     gateway = ASGITrafficManager(
         app,
         TrafficPolicy(
-            capacity=200,
+            capacity=150,
             threshold=0.8,
             allocations={"user-a": 40},
             default_allocation=0,
