@@ -1,0 +1,1 @@
+"""Benchmarks: srtm against the peers and the floor (see docs/benchmarks.md)."""

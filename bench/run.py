@@ -1,0 +1,79 @@
+"""Run every benchmark of docs/benchmarks.md: ``python bench/run.py`` (or ``python -m bench``).
+
+Each script prints its figures and writes ``bench/results/<name>.json``; this runner
+runs them one after the other (never together: they would share the CPUs) and writes
+``bench/results/summary.json`` with every target and whether it was met.
+
+``--quick`` runs each at a tiny size (what the smoke test does: the figures are noise);
+``--only inprocess,roundtrips`` picks scripts; other options pass through (``--out``,
+``--redis-url``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import client_dispatch, inprocess, leases, multinode, roundtrips, throughput
+from bench._common import base_parser, machine, write_json
+
+SCRIPTS = {
+    "inprocess": inprocess.main,
+    "roundtrips": roundtrips.main,
+    "leases": leases.main,
+    "throughput": throughput.main,
+    "multinode": multinode.main,
+    "client_dispatch": client_dispatch.main,
+}
+
+
+def collect_targets(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target row a script reported, with the script's name."""
+    rows: list[dict[str, Any]] = []
+    for row in result.get("targets", []):
+        rows.append({"script": name, **row})
+    for scenario, figures in result.get("scenarios", {}).items():
+        if isinstance(figures, dict):
+            for row in figures.get("targets", []):
+                rows.append({"script": name, "scenario": scenario, **row})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = base_parser(__doc__ or "")
+    parser.add_argument("--only", default=None, help="comma-separated scripts to run")
+    args = parser.parse_args(argv)
+    chosen = args.only.split(",") if args.only else list(SCRIPTS)
+    unknown = set(chosen) - set(SCRIPTS)
+    if unknown:
+        parser.error(f"unknown scripts: {', '.join(sorted(unknown))}")
+    passthrough: list[str] = []
+    if args.quick:
+        passthrough.append("--quick")
+    if args.out is not None:
+        passthrough += ["--out", str(args.out)]
+    if args.redis_url:
+        passthrough += ["--redis-url", args.redis_url]
+    summary: dict[str, Any] = {"machine": machine(), "scripts": {}, "targets": []}
+    for name in chosen:
+        print(f"\n######## {name}")
+        began = time.perf_counter()
+        result = SCRIPTS[name](passthrough)
+        summary["scripts"][name] = {"seconds": round(time.perf_counter() - began, 1)}
+        summary["targets"] += collect_targets(name, result)
+    print("\n######## targets")
+    for row in summary["targets"]:
+        where = row["script"] + (f" {row['scenario']}" if "scenario" in row else "")
+        verdict = "met   " if row["met"] else "MISSED"
+        print(f"   {verdict} [{where}] {row['target']}: {row['measured']}")
+    write_json("summary", summary, args.out)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Every benchmark script runs at a tiny size, so the scripts cannot rot.
+
+The figures of a ``--quick`` run are noise; what is checked is that each script runs
+to the end, writes its JSON, and reports what docs/benchmarks.md quotes from it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from bench import client_dispatch, inprocess, leases, multinode, roundtrips, throughput
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+
+def run(main: Callable[[list[str]], dict[str, Any]], out: Path, *args: str) -> dict[str, Any]:
+    result = main(["--quick", "--out", str(out), *args])
+    assert result["machine"]["nproc"] >= 1
+    return result
+
+
+def written(out: Path, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / f"{name}.json").read_text())
+    return data
+
+
+@pytest.mark.redis
+def test_inprocess(tmp_path: Path, redis_url: str) -> None:
+    result = run(inprocess.main, tmp_path, "--redis-url", redis_url)
+    memory = written(tmp_path, "inprocess")["scenarios"]["memory/admitted"]
+    for name in ("asgi bare", "asgi floor", "slowapi", "flask-limiter", "srtm asgi", "srtm wsgi"):
+        assert memory["variants"][name]["per_request_us"] > 0
+    assert {"memory/admitted", "redis/admitted", "redis/refused"} <= set(result["scenarios"])
+    assert all("met" in row for row in memory["targets"])
+
+
+@pytest.mark.redis
+def test_roundtrips(tmp_path: Path, redis_url: str) -> None:
+    result = run(roundtrips.main, tmp_path, "--redis-url", redis_url)
+    admitted = result["scenarios"]["admitted"]
+    assert admitted["srtm sync"]["round_trips_per_decision"] == pytest.approx(1.0, abs=0.05)
+    assert result["scenarios"]["refused"]["srtm async"]["round_trips_per_decision"] < 0.05
+    assert written(tmp_path, "roundtrips")["targets"]
+
+
+@pytest.mark.redis
+def test_leases(tmp_path: Path, redis_url: str) -> None:
+    result = run(leases.main, tmp_path, "--redis-url", redis_url)
+    configs = result["scenarios"]["held"]["configs"]
+    assert configs["off"]["windows_over_cap"] == 0
+    assert all(c["admitted_beyond_granted"] == 0 for c in configs.values())
+
+
+@pytest.mark.redis
+def test_throughput(tmp_path: Path, redis_url: str) -> None:
+    result = run(throughput.main, tmp_path, "--redis-url", redis_url)
+    assert result["variants"]["bare"]["rps"] > 0
+    assert result["variants"]["srtm memory"]["non_2xx_or_errors"] == 0
+
+
+@pytest.mark.redis
+def test_multinode(tmp_path: Path, redis_url: str) -> None:
+    result = run(multinode.main, tmp_path, "--redis-url", redis_url)
+    assert result["admitted"][0]["decisions"] > 0
+    held = result["held"][0]
+    assert held["max_granted_over_cap"] <= 1.0  # the hard cap holds across nodes
+
+
+def test_client_dispatch(tmp_path: Path) -> None:
+    result = run(client_dispatch.main, tmp_path)
+    assert result["dispatch"]["sync"]["settled_per_s"] > 0
+    assert result["top_up"]["sync"]["top_up_latency_ms"]["median"] > 0
