@@ -1,6 +1,7 @@
 """Serve one benchmark app with uvicorn: ``python -m bench._serve --app srtm --port P``.
 
-``bare`` is the cheapest ASGI app (200 ok); ``srtm`` is the same app behind
+``bare`` is the cheapest ASGI app (200 ok); ``bare-fields`` the same with two fixed
+header fields the size of srtm's RateLimit fields; ``srtm`` is the bare app behind
 ``ASGITrafficManager`` with traffic management inactive (capacity far above any load),
 the real clock and the background recomputation, as in production.
 """
@@ -37,16 +38,36 @@ async def lifespan_aware(scope: Any, receive: Any, send: Any) -> None:
     await _apps.bare_asgi(scope, receive, send)
 
 
+_FIELDS = [
+    (b"ratelimit-policy", b'"default";q=1600000000;w=1'),
+    (b"ratelimit", b'"default";r=1599999999;t=1'),
+]
+
+
+async def bare_with_fields(scope: Any, receive: Any, send: Any) -> None:
+    """The bare app answering with two RateLimit-sized header fields, fixed: what the
+    server's HTTP layer charges for the fields srtm adds, without any decision."""
+
+    async def send_more(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], *_FIELDS]}
+        await send(message)
+
+    await lifespan_aware(scope, receive, send_more)
+
+
 def build(app: str, storage: str, lease: bool) -> Any:
     if app == "bare":
         return lifespan_aware
+    if app == "bare-fields":
+        return bare_with_fields
     policy = TrafficPolicy(capacity=1e9, storage=storage, lease=LeasePolicy() if lease else None)
     return ASGITrafficManager(lifespan_aware, policy)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--app", choices=("bare", "srtm"), required=True)
+    parser.add_argument("--app", choices=("bare", "bare-fields", "srtm"), required=True)
     parser.add_argument("--storage", default="memory://")
     parser.add_argument("--lease", action="store_true")
     parser.add_argument("--port", type=int, required=True)

@@ -7,10 +7,13 @@ by a small asyncio load generator with the same requests. Variants are interleav
 round by round; figures are medians over rounds, and the throughput ratio against the
 bare app is taken within each round.
 
-Variants: ``bare``; ``srtm memory``; ``srtm redis``; ``srtm redis, lease`` (a private
-redis-server unless ``--redis-url``). srtm runs with traffic management inactive, the
-real clock and its background recomputation, as in production: every request is
-admitted and carries the RateLimit fields.
+Variants: ``bare``; ``bare + 2 fields`` (the bare app adding two fixed header fields
+the size of srtm's RateLimit fields: what the server's HTTP layer, h11 unless
+httptools is installed, charges for them, without any decision); ``srtm memory``;
+``srtm redis``; ``srtm redis, lease`` (a private redis-server unless ``--redis-url``).
+srtm runs with traffic management inactive, the real clock and its background
+recomputation, as in production: every request is admitted and carries the RateLimit
+fields.
 
 On a 2-CPU machine the load generator, the server and Redis share two cores, so the
 absolute figures are modest; the ratios are the point.
@@ -209,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "bare": ("bare", "memory://", False),
             "srtm memory": ("srtm", "memory://", False),
         }
+        if not args.quick:
+            # what uvicorn's HTTP layer charges for two more response header fields
+            variants["bare + 2 fields"] = ("bare-fields", "memory://", False)
         if redis_url:
             if not args.quick:
                 variants["srtm redis"] = ("srtm", redis_url, False)
