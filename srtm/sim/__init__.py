@@ -45,6 +45,7 @@ from srtm.sim._errors import OutputError, ScenarioError, SimulationError, Unknow
 from srtm.sim._metrics import RunFigures, UserFigures, jain
 from srtm.sim._reference import (
     REFERENCE_CAPACITY,
+    REFERENCE_CONTROL_PERIOD,
     REFERENCE_DAILY_VOLUME,
     REFERENCE_THRESHOLD,
     Member,
@@ -67,6 +68,7 @@ from srtm.sim._scenario import (
 __all__ = [
     "DAY",
     "REFERENCE_CAPACITY",
+    "REFERENCE_CONTROL_PERIOD",
     "REFERENCE_DAILY_VOLUME",
     "REFERENCE_THRESHOLD",
     "SCENARIOS",

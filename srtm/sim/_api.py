@@ -105,6 +105,7 @@ class Result:
     tm_figures: RunFigures
     fcfs_figures: RunFigures
     wall: float  # seconds of real time, both runs and the figures
+    cpu: float = 0.0  # seconds of this process's CPU time for the same
     files: list[Path] = field(default_factory=list)
 
     @property
@@ -161,7 +162,7 @@ def run_scenario(
     scenario = load_scenario(name_or_scenario)
     compiled = compile_scenario(scenario, scale)
     folder = prepare_output(out) if out is not None else None
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if progress:
         tm, fcfs = _with_progress(compiled, exact, console)
     else:
@@ -176,6 +177,7 @@ def run_scenario(
         tm_figures=figures(tm, span),
         fcfs_figures=figures(fcfs, span),
         wall=time.perf_counter() - started,
+        cpu=time.process_time() - cpu,
     )
     if folder is not None:
         result.write(folder)

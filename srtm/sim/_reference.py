@@ -5,7 +5,9 @@ From the seed documents (DCC, March 2020): capacity 1,350 SR/s; 5.4 million SRs 
 are our own invention with realistic proportions: six large Suppliers carry over half the
 traffic, ten medium ones a fifth, a long tail of 24 small Suppliers and ten network
 operators the rest. Allocations follow each User's share of the traffic and add up to
-92% of the budget (threshold x capacity), with a floor of 2 SR/s.
+92% of the budget (threshold x capacity), with a floor of 2 SR/s. The governor
+recomputes once a second (``control_period=1.0``; the core's default is a quarter
+window): see :data:`REFERENCE_CONTROL_PERIOD`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REFERENCE_CAPACITY",
+    "REFERENCE_CONTROL_PERIOD",
     "REFERENCE_DAILY_VOLUME",
     "REFERENCE_THRESHOLD",
     "Member",
@@ -35,6 +38,9 @@ __all__ = [
 REFERENCE_CAPACITY = 1350.0
 REFERENCE_THRESHOLD = 0.8
 REFERENCE_DAILY_VOLUME = 5_400_000.0
+#: The governor recomputes once a window (1 s). The core's default is a quarter window,
+#: which costs four times as many recomputations: ``srtm simulate --control-period 0.25``.
+REFERENCE_CONTROL_PERIOD = 1.0
 #: Share of the budget the reference allocations add up to (before the floor).
 ALLOCATED_SHARE = 0.92
 ALLOCATION_FLOOR = 2.0
@@ -135,11 +141,17 @@ def reference_users() -> tuple[User, ...]:
 
 
 def reference_policy(**overrides: object) -> TrafficPolicy:
-    """1,350 SR/s, threshold 0.8, the reference allocations; ``overrides`` replace fields."""
+    """1,350 SR/s, threshold 0.8, the reference allocations, a recomputation per second.
+
+    Everything else is :class:`~srtm.TrafficPolicy`'s default. ``overrides`` replace
+    fields, for example ``control_period=0.25`` for the core's default of four
+    recomputations a window.
+    """
     fields: dict[str, object] = {
         "capacity": REFERENCE_CAPACITY,
         "threshold": REFERENCE_THRESHOLD,
         "allocations": {m.id: m.allocation for m in _MEMBERS},
+        "control_period": REFERENCE_CONTROL_PERIOD,
     }
     fields.update(overrides)
     return TrafficPolicy(**fields)  # type: ignore[arg-type]

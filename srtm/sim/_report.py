@@ -106,6 +106,7 @@ def summary(result: Result) -> dict[str, Any]:
         "load": load_figures(result),
         "timing": {
             "wall_s": round(result.wall, 2),
+            "cpu_s": round(result.cpu, 2),
             "tm_s": round(result.tm.wall, 2),
             "fcfs_s": round(result.fcfs.wall, 2),
             "python": platform.python_version(),
@@ -277,7 +278,7 @@ def _title(result: Result) -> str:
     return (
         f"{result.scenario.name}: {clock(0)}–{clock(c.clock_of(c.windows))} at scale {c.scale:g} "
         f"({c.windows:,} windows of {c.window:g} s), focus {clock(c.clock_of(lo))}–"
-        f"{clock(c.clock_of(hi))}, {result.wall:.1f} s"
+        f"{clock(c.clock_of(hi))}, {result.wall:.1f} s ({result.cpu:.1f} s CPU)"
     )
 
 

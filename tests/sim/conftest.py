@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import pytest
 
-from srtm.sim import Result, run_scenario
+from srtm.sim import Result, load_scenario, run_scenario
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -14,16 +15,25 @@ if TYPE_CHECKING:
 #: A day compressed 20-fold: 4,320 windows, every rate and capacity as at full scale.
 SCALE = 0.05
 
-_cache: dict[str, Result] = {}
+_cache: dict[tuple[str, float | None], Result] = {}
 
 
 @pytest.fixture(scope="session")
-def reduced() -> Callable[[str], Result]:
-    """``reduced(name)``: the built-in scenario's result at :data:`SCALE` (run once)."""
+def reduced() -> Callable[..., Result]:
+    """``reduced(name, control_period=None)``: a built-in scenario at :data:`SCALE`, run once.
 
-    def get(name: str) -> Result:
-        if name not in _cache:
-            _cache[name] = run_scenario(name, scale=SCALE, progress=False)
-        return _cache[name]
+    ``control_period`` replaces the reference policy's (one recomputation a second), for
+    example 0.25 for the core's default.
+    """
+
+    def get(name: str, control_period: float | None = None) -> Result:
+        key = (name, control_period)
+        if key not in _cache:
+            scenario = load_scenario(name)
+            if control_period is not None:
+                policy = dataclasses.replace(scenario.policy, control_period=control_period)
+                scenario = dataclasses.replace(scenario, policy=policy)
+            _cache[key] = run_scenario(scenario, scale=SCALE, progress=False)
+        return _cache[key]
 
     return get

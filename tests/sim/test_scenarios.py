@@ -4,6 +4,11 @@ With traffic management: well-behaved Users get at least 99% of what they asked 
 their allocation, the admitted total never exceeds capacity, and Jain's index over the
 throttled Users (normalised by their fair share) is at least 0.99. Without it (first
 come, first served), the same traffic hurts the well-behaved Users.
+
+Each check runs with the reference policy's recomputation once a second and with the
+core's default of four a second. Two checks fail because of the core, one at each
+control period; they are marked ``xfail(strict=True)`` with what was measured, and
+reported with a proposed fix in docs/simulate.md.
 """
 
 from __future__ import annotations
@@ -19,20 +24,23 @@ from srtm.sim._builtin import COLD, FLOODER, RUNAWAY
 from srtm.sim._classes import class_name
 
 INCIDENTS = ["runaway-user", "denial-of-service", "dsp-outage", "cold-snap"]
-Get = Callable[[str], Result]
+Get = Callable[..., Result]
+ONE, QUARTER = 1.0, 0.25
+PERIODS = [pytest.param(ONE, id="cp=1s"), pytest.param(QUARTER, id="cp=0.25s")]
 
 
-def _worst_well_behaved(figs: list[float | None]) -> float:
-    shares = [s for s in figs if s is not None]
-    assert shares, "no well-behaved User was entitled to anything"
-    return min(shares)
+def _worst(shares: list[float | None]) -> float:
+    known = [s for s in shares if s is not None]
+    assert known, "no well-behaved User was entitled to anything"
+    return min(known)
 
 
 # -- an ordinary day ----------------------------------------------------------------------
 
 
-def test_normal_night_has_the_reference_load_and_nobody_is_refused(reduced: Get) -> None:
-    r = reduced("normal-night")
+@pytest.mark.parametrize("cp", PERIODS)
+def test_normal_night_has_the_reference_load_and_nobody_is_refused(reduced: Get, cp: float) -> None:
+    r = reduced("normal-night", cp)
     load = r.summary()["load"]
     # 5.4 million SRs a day (the run is a day compressed: scale it back).
     assert load["submitted_per_day"] == pytest.approx(5.4e6, rel=0.01)
@@ -59,81 +67,109 @@ def test_reference_population_is_fifty_unequal_users_within_the_budget() -> None
     assert 0.85 * budget <= allocated <= budget
     # The day's curves: 5.4 million SRs, about 70% at night, peak minute ~20% of capacity.
     total = night = 0.0
-    peak_curve = None
+    day = None
     for m in pop:
         for s in m.streams():
             total += s.rate.total()
             night += s.rate.total(0, 6 * 3600)
-            peak_curve = s.rate if peak_curve is None else peak_curve + s.rate
-    assert peak_curve is not None
+            day = s.rate if day is None else day + s.rate
+    assert day is not None
     assert total == pytest.approx(5.4e6, rel=1e-6)
     assert night / total == pytest.approx(0.7, abs=0.01)
-    assert peak_curve.peak(over=60) / 1350 == pytest.approx(0.2, abs=0.015)
+    assert day.peak(over=60) / 1350 == pytest.approx(0.2, abs=0.015)
 
 
 # -- incidents: with traffic management -----------------------------------------------------
 
 
+@pytest.mark.parametrize("cp", PERIODS)
 @pytest.mark.parametrize("name", INCIDENTS)
-def test_well_behaved_users_get_their_guarantee(reduced: Get, name: str) -> None:
-    t = reduced(name).tm_figures
+def test_well_behaved_users_get_their_guarantee(reduced: Get, name: str, cp: float) -> None:
+    t = reduced(name, cp).tm_figures
     wb = [u for u in t.users if not u.culprit]
-    assert _worst_well_behaved([u.focus_guarantee_share for u in wb]) >= 0.99
-    assert _worst_well_behaved([u.guarantee_share for u in wb]) >= 0.99
+    assert _worst([u.focus_guarantee_share for u in wb]) >= 0.99
+    assert _worst([u.guarantee_share for u in wb]) >= 0.99
     assert t.well_behaved_focus_share is not None
     assert t.well_behaved_focus_share >= 0.99
 
 
+@pytest.mark.parametrize("cp", PERIODS)
 @pytest.mark.parametrize("name", [*INCIDENTS, "normal-night"])
-def test_admitted_total_never_exceeds_capacity(reduced: Get, name: str) -> None:
-    r = reduced(name)
+def test_admitted_total_never_exceeds_capacity(reduced: Get, name: str, cp: float) -> None:
+    r = reduced(name, cp)
     for run in (r.tm, r.fcfs):
         cap = np.floor(run.capacity * r.compiled.window + 1e-9)
         assert (run.admitted.sum(axis=0) <= cap).all()
     assert r.tm_figures.over_capacity_windows == r.fcfs_figures.over_capacity_windows == 0
 
 
+@pytest.mark.parametrize("cp", PERIODS)
 @pytest.mark.parametrize("name", INCIDENTS)
-def test_throttled_users_share_fairly(reduced: Get, name: str) -> None:
-    t = reduced(name).tm_figures
+def test_throttled_users_share_fairly(reduced: Get, name: str, cp: float) -> None:
+    t = reduced(name, cp).tm_figures
     assert t.throttled >= 1
     assert t.jain is not None
     assert t.jain >= 0.99
 
 
+@pytest.mark.parametrize("cp", PERIODS)
 @pytest.mark.parametrize("name", INCIDENTS)
-def test_traffic_management_engages_at_once_and_releases(reduced: Get, name: str) -> None:
-    r = reduced(name)
+def test_traffic_management_engages_at_once_and_releases(
+    reduced: Get, name: str, cp: float
+) -> None:
+    r = reduced(name, cp)
     t = r.tm_figures
     assert t.active_periods, "traffic management never engaged"
     assert t.activation_delay is not None
-    assert t.activation_delay <= 1.0
+    assert t.activation_delay <= cp  # at the first recomputation after the threshold
     assert not r.tm.active[-1], "still engaged at the end of the day"
 
 
+LAG = (
+    "core: the others' smoothed demand falls only 30% per recomputation; recomputed once a "
+    "second it runs ~20% above what they send, and the spare left to the flooder is that "
+    "much smaller than its fair share (measured at scale 0.05: 93%)"
+)
+
+
+@pytest.mark.parametrize(
+    "cp", [pytest.param(ONE, id="cp=1s", marks=pytest.mark.xfail(strict=True, reason=LAG)),
+           pytest.param(QUARTER, id="cp=0.25s")],
+)  # fmt: skip
 @pytest.mark.parametrize(
     ("name", "culprit"), [("runaway-user", RUNAWAY), ("denial-of-service", FLOODER)]
 )
-def test_the_culprit_gets_its_fair_share_and_no_more(reduced: Get, name: str, culprit: str) -> None:
-    figs = {u.name: u for u in reduced(name).tm_figures.users}
+def test_the_culprit_gets_its_fair_share_and_no_more(
+    reduced: Get, name: str, culprit: str, cp: float
+) -> None:
+    figs = {u.name: u for u in reduced(name, cp).tm_figures.users}
+    assert all(u.lost == 0 for u in figs.values() if not u.culprit)
+    assert figs[culprit].lost > 0  # an open loop: what it sent over its share is gone
     ratio = figs[culprit].fair_ratio
     assert ratio is not None
-    assert 0.95 <= ratio <= 1.01
-    assert figs[culprit].lost > 0  # an open loop: what it sent over its share is gone
-    assert all(u.lost == 0 for u in figs.values() if not u.culprit)
+    assert ratio <= 1.01
+    assert ratio >= 0.95
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core: a User paused by Retry-After sends once a second; the sliding demand "
-        "estimate read every quarter window takes its burst for a lower rate, so its "
-        "fair-share limit follows the estimate and ~20% of the budget goes unused "
-        "(measured at scale 0.05: 79% of its fair share; see docs/scenarios/cold-snap.md)"
-    ),
+BURSTS = (
+    "core: a User paused by Retry-After sends once a second; the sliding demand estimate "
+    "read every quarter second takes its burst for a lower rate, its fair-share limit "
+    "follows the estimate and about a fifth of the budget goes unused (measured at scale "
+    "0.05: 79% of its fair share)"
 )
-def test_a_user_over_its_allocation_gets_its_fair_share_of_the_spare(reduced: Get) -> None:
-    figs = {u.name: u for u in reduced("cold-snap").tm_figures.users}
+
+
+@pytest.mark.parametrize(
+    "cp",
+    [
+        pytest.param(ONE, id="cp=1s"),
+        pytest.param(QUARTER, id="cp=0.25s", marks=pytest.mark.xfail(strict=True, reason=BURSTS)),
+    ],
+)
+def test_a_user_over_its_allocation_gets_its_fair_share_of_the_spare(
+    reduced: Get, cp: float
+) -> None:
+    figs = {u.name: u for u in reduced("cold-snap", cp).tm_figures.users}
     ratio = figs[COLD].fair_ratio
     assert ratio is not None
     assert ratio >= 0.95
@@ -142,15 +178,17 @@ def test_a_user_over_its_allocation_gets_its_fair_share_of_the_spare(reduced: Ge
 # -- incidents: without traffic management --------------------------------------------------
 
 
+@pytest.mark.parametrize("cp", PERIODS)
 @pytest.mark.parametrize("name", INCIDENTS)
-def test_without_traffic_management_well_behaved_users_lose(reduced: Get, name: str) -> None:
-    r = reduced(name)
+def test_without_traffic_management_well_behaved_users_lose(
+    reduced: Get, name: str, cp: float
+) -> None:
+    r = reduced(name, cp)
     f, t = r.fcfs_figures, r.tm_figures
     assert f.well_behaved_focus_share is not None
     assert t.well_behaved_focus_share is not None
     assert f.well_behaved_focus_share < 0.95 < t.well_behaved_focus_share
-    worst = _worst_well_behaved([u.focus_guarantee_share for u in f.users if not u.culprit])
-    assert worst < 0.8
+    assert _worst([u.focus_guarantee_share for u in f.users if not u.culprit]) < 0.8
     assert f.jain is not None
     assert t.jain is not None
     assert f.jain < t.jain
@@ -170,18 +208,17 @@ def _drains(result: Result, mode: str) -> dict[str, list[float | None]]:
     return out
 
 
-def test_after_the_outage_top_ups_drain_before_bulk(reduced: Get) -> None:
-    r = reduced("dsp-outage")
+@pytest.mark.parametrize("cp", PERIODS)
+def test_after_the_outage_top_ups_drain_before_bulk(reduced: Get, cp: float) -> None:
+    r = reduced("dsp-outage", cp)
     for mode in ("tm", "fcfs"):
         drains = _drains(r, mode)
         pairs = list(zip(drains["prepayment"], drains["bulk"], strict=True))
         checked = [(p, b) for p, b in pairs if p is not None and b is not None and b > 0]
         assert len(checked) >= 40  # the Suppliers had both queued when service resumed
         assert all(p <= b for p, b in checked), mode
-    tm = _drains(r, "tm")["prepayment"]
-    fcfs = _drains(r, "fcfs")["prepayment"]
-    worst_tm = max(x for x in tm if x is not None)
-    worst_fcfs = max(x for x in fcfs if x is not None)
+    worst_tm = max(x for x in _drains(r, "tm")["prepayment"] if x is not None)
+    worst_fcfs = max(x for x in _drains(r, "fcfs")["prepayment"] if x is not None)
     # With traffic management every User's top-ups are through in seconds; without it
     # the Users with small allocations wait behind everyone's bulk.
     assert worst_tm <= 15.0
@@ -189,7 +226,7 @@ def test_after_the_outage_top_ups_drain_before_bulk(reduced: Get) -> None:
 
 
 def test_after_the_outage_every_sr_is_eventually_admitted(reduced: Get) -> None:
-    r = reduced("dsp-outage")
+    r = reduced("dsp-outage", ONE)
     for run in (r.tm, r.fcfs):
         assert run.queued.sum() == 0
         assert run.lost.sum() == 0
@@ -203,8 +240,9 @@ def test_after_the_outage_every_sr_is_eventually_admitted(reduced: Get) -> None:
 # -- the cold snap ------------------------------------------------------------------------
 
 
-def test_cold_snap_top_ups_go_first_and_others_are_untouched(reduced: Get) -> None:
-    r = reduced("cold-snap")
+@pytest.mark.parametrize("cp", PERIODS)
+def test_cold_snap_top_ups_go_first_and_others_are_untouched(reduced: Get, cp: float) -> None:
+    r = reduced("cold-snap", cp)
     tm = {u.name: u for u in r.tm_figures.users}
     x = tm[COLD]
     assert x.refused_user > 0  # it was throttled
@@ -220,7 +258,7 @@ def test_cold_snap_top_ups_go_first_and_others_are_untouched(reduced: Get) -> No
 def test_runs_are_repeatable(reduced: Get) -> None:
     from srtm.sim import run_scenario
 
-    a = reduced("denial-of-service")
+    a = reduced("denial-of-service", ONE)
     b = run_scenario("denial-of-service", scale=a.scale, progress=False)
     for x, y in ((a.tm, b.tm), (a.fcfs, b.fcfs)):
         assert np.array_equal(x.admitted, y.admitted)
