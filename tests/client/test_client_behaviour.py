@@ -183,8 +183,10 @@ def test_a_top_up_submitted_during_the_pause_goes_before_older_bulk(
             handles.append(client.submit_here(sr("2.2", request_id="top-up")))
 
     gateway = mock_gateway(refuse_first("3"))
-    client = make_client(transport=gateway.transport, clock=clock, on_event=on_event)
-    bulk = [client.submit(sr("4.6.1", request_id=f"bulk-{i}")) for i in range(5)]
+    client = make_client(
+        transport=gateway.transport, clock=clock, on_event=on_event, max_in_flight=1
+    )
+    bulk = client.submit_many([sr("4.6.1", request_id=f"bulk-{i}") for i in range(5)])
     assert all(f.result(timeout=60).status_code == 200 for f in bulk)
     assert client.wrap(handles[0]).result(timeout=60).status_code == 200
     assert gateway.ids() == [
