@@ -547,7 +547,7 @@ def test_a_broken_dispatcher_fails_pending_srs_rather_than_losing_them(
     def broken() -> None:
         raise RuntimeError("a bug in the core")
 
-    client.client._core.next_action = broken  # type: ignore[method-assign]
+    client.client._core.next_action = broken  # type: ignore[method-assign,assignment]
     futures.append(client.submit(sr("2.2")))  # wakes the dispatcher, which breaks
     for future in futures:
         with pytest.raises(RuntimeError, match="a bug in the core"):

@@ -256,7 +256,7 @@ def test_a_top_up_during_the_pause_goes_before_older_bulk(clock: VirtualClock) -
     core.attempt_finished(entry, refused("5"))
     clock.advance(1.0)
     (top_up,) = submit(core, sr("2.2"))
-    order = []
+    order: list[_Entry[Handle]] = []
     while len(order) < 4:
         action = core.next_action()
         if isinstance(action, Wait):
