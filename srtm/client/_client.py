@@ -240,8 +240,18 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         return future
 
     def send(self, sr: ServiceRequest, *, timeout: float | None = None) -> httpx.Response:
-        """Submit an SR and wait for its final response (or its error)."""
-        return self.submit(sr).result(timeout=timeout)
+        """Submit an SR and wait for its final response (or its error).
+
+        After ``timeout`` seconds, raises ``TimeoutError`` and cancels the SR if it has
+        not been sent yet; one already sent still completes, unseen. For a limit the
+        client itself enforces (and reports), give the SR a ``deadline``.
+        """
+        future = self.submit(sr)
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
 
     def stats(self) -> ClientStats:
         """A snapshot of queue depths, waits, pauses and retries."""

@@ -90,9 +90,10 @@ class ClientStats:
     """A snapshot of the client's state and counters.
 
     ``queued`` counts waiting SRs per class (ready or awaiting a retry);
-    ``awaiting_retry`` those held for a retry; ``paused_for`` the seconds the User's
-    dispatch is still paused; ``pace`` the current pacing rate (SR/s, None: unpaced);
-    ``waited`` the queueing time per class.
+    ``awaiting_retry`` those held for a retry; ``throttle_pauses`` how many times the
+    User's dispatch was paused (refused by the gateway, or the gateway unreachable);
+    ``paused_for`` the seconds the pause still has to run; ``pace`` the current pacing
+    rate (SR/s, None: unpaced); ``waited`` the queueing time per class.
     """
 
     queued: Mapping[int, int]

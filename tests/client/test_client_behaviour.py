@@ -555,3 +555,24 @@ def test_a_broken_dispatcher_fails_pending_srs_rather_than_losing_them(
     assert "dispatcher failed" in caplog.text
     with pytest.raises(ClientClosedError):
         client.submit(sr("2.2"))
+
+
+def test_a_send_that_times_out_leaves_nothing_queued(mock_gateway: Build) -> None:
+    from srtm.client import ServiceRequestClient
+
+    gateway = MockGateway(VirtualClock(), refuse_first("100"))  # real time: the pause holds
+    paused = threading.Event()
+    with ServiceRequestClient(
+        base_url="http://gateway.test",
+        user_id="u",
+        transport=gateway.transport,
+        max_in_flight=1,
+        on_event=paused_when_told(paused),
+    ) as client:
+        client.submit(sr("2.2", request_id="first"))
+        assert paused.wait(timeout=30)
+        with pytest.raises(TimeoutError):
+            client.send(sr("4.6.1", request_id="impatient"), timeout=0.05)
+        assert client.stats().queued == {0: 1}  # only the refused top-up still waits
+        client.close(cancel=True)
+    assert gateway.ids() == ["first"]
