@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import ssl
 import types
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +20,9 @@ from srtm.client import (
     ServiceRequest,
     ServiceRequestClient,
 )
+
+if TYPE_CHECKING:
+    import pathlib
 
 
 def test_all_is_complete() -> None:
@@ -130,3 +135,17 @@ def test_a_bad_client_configuration_says_what_is_wrong(
     options: dict[str, object] = {"base_url": "http://gateway.test", "user_id": "u", **kwargs}
     with pytest.raises(ValueError, match=match):
         ServiceRequestClient(**options)  # type: ignore[arg-type]
+
+
+def test_tls_settings_reach_the_ssl_context(tmp_path: pathlib.Path) -> None:
+    from srtm.client._client import _ssl_context
+
+    assert _ssl_context(False, None).verify_mode is ssl.CERT_NONE
+    assert _ssl_context(True, None).verify_mode is ssl.CERT_REQUIRED
+    given = ssl.create_default_context()
+    assert _ssl_context(given, None) is given
+    # The client certificate is loaded into the context (a missing file says so).
+    with pytest.raises(FileNotFoundError):
+        _ssl_context(True, (str(tmp_path / "user.pem"), str(tmp_path / "user.key")))
+    with pytest.raises(FileNotFoundError):
+        _ssl_context(str(tmp_path / "no-such-ca.pem"), None)
