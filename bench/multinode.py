@@ -167,6 +167,7 @@ def run(url: str, nodes: int, phase: str, lease: bool, seconds: float) -> dict[s
     start_at = time.time() + 0.2
     for _ in procs:
         start.put(start_at)
+    store = watch_store(url, start_at, seconds) if phase == "held" else {}
     reports = [queue.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join(timeout=30)
@@ -180,11 +181,27 @@ def run(url: str, nodes: int, phase: str, lease: bool, seconds: float) -> dict[s
         "statuses": dict(sum((Counter(r["statuses"]) for r in reports), Counter())),
     }
     if phase == "held":
-        out.update(held_figures(url, reports, nodes))
+        out.update(held_figures(store, reports, nodes))
     return out
 
 
-def held_figures(url: str, reports: list[dict[str, Any]], nodes: int) -> dict[str, Any]:
+def watch_store(url: str, start_at: float, seconds: float) -> dict[int, int]:
+    """Read each window's admitted total from the store as the window ends.
+
+    Read then, not after the run: the keys expire on real time a few seconds later.
+    """
+    out: dict[int, int] = {}
+    window = int(start_at)
+    while window < start_at + seconds:
+        time.sleep(max(0.0, window + 1.05 - time.time()))  # just after the window ends
+        out.update(granted(url, [window]))
+        window += 1
+    return out
+
+
+def held_figures(
+    store: dict[int, int], reports: list[dict[str, Any]], nodes: int
+) -> dict[str, Any]:
     """Per window, across nodes: each User's admitted count against its fair share."""
     admitted: defaultdict[int, Counter[int]] = defaultdict(Counter)
     offered: defaultdict[int, Counter[int]] = defaultdict(Counter)
@@ -198,7 +215,7 @@ def held_figures(url: str, reports: list[dict[str, Any]], nodes: int) -> dict[st
     windows = sorted(admitted)
     # after the governors engage; the last window is partial (short runs keep what they have)
     windows = windows[2:-1] if len(windows) > 3 else windows[1:] or windows
-    store = granted(url, windows)
+    windows = [w for w in windows if w in store]
     budget = CAPACITY * THRESHOLD
     steady_total = STEADY_RATE * (USERS - FLOODERS)
     fair = (budget - steady_total) / FLOODERS

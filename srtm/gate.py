@@ -119,35 +119,46 @@ class Decision:
 
     def refusal_body(self) -> bytes:
         """A short JSON body: what happened, to whom, and when to retry."""
-        if self.reason is Reason.CAPACITY:
-            error = "capacity"
-            detail = "the back end is at capacity; retry after the given delay"
-        else:
-            error = "throttled"
-            detail = (
-                "traffic management is active and this Service User is over its "
-                "allocation or fair share; retry after the given delay"
-            )
-        body = {
-            "error": error,
-            "status": self.status,
-            "user": self.user,
-            "pool": self.pool,
-            "retry_after": self.retry_after,
-            "detail": detail,
-        }
-        return json.dumps(body, separators=(",", ":")).encode()
+        # Written out rather than json.dumps'd: a flood is answered with this body.
+        error, detail = _CAPACITY if self.reason is Reason.CAPACITY else _THROTTLED
+        retry = "null" if self.retry_after is None else str(int(self.retry_after))
+        return (
+            f'{{"error":"{error}","status":{int(self.status)},"user":{_quoted(self.user)},'
+            f'"pool":{_quoted(self.pool)},"retry_after":{retry},"detail":"{detail}"}}'
+        ).encode()
 
 
+_CAPACITY = ("capacity", "the back end is at capacity; retry after the given delay")
+_THROTTLED = (
+    "throttled",
+    "traffic management is active and this Service User is over its "
+    "allocation or fair share; retry after the given delay",
+)
+# Small caches for the hot path, emptied when they grow past this many entries.
+_CACHE_MAX = 4096
 _QUOTED: dict[str, str] = {}
+_VERSIONS: dict[str, tuple[int, ...] | None] = {}
 
 
-def _quoted(pool: str) -> str:
-    """A pool name as a structured-field string, computed once per name."""
-    found = _QUOTED.get(pool)
+def _quoted(name: str) -> str:
+    """A User or pool name as a JSON (and structured-field) string, computed once."""
+    found = _QUOTED.get(name)
     if found is None:
-        found = _QUOTED[pool] = json.dumps(pool)
+        if len(_QUOTED) >= _CACHE_MAX:
+            _QUOTED.clear()
+        found = _QUOTED[name] = json.dumps(name)
     return found
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    """:func:`parse_duis_version`, computed once per string."""
+    try:
+        return _VERSIONS[text]
+    except KeyError:
+        if len(_VERSIONS) >= _CACHE_MAX:
+            _VERSIONS.clear()
+        parsed = _VERSIONS[text] = parse_duis_version(text)
+        return parsed
 
 
 @dataclass
@@ -582,8 +593,9 @@ def _room(used: int, total: int, quota: Quota) -> tuple[int, int]:
 
 
 def _speaks_429(version: str | None, policy: TrafficPolicy) -> bool:
-    parsed = parse_duis_version(version) if version else None
-    return parsed is not None and parsed >= policy.duis_429_version
+    parsed = _version(version) if version else None
+    threshold = _version(policy.duis_429_from)
+    return parsed is not None and threshold is not None and parsed >= threshold
 
 
 class Gate(GateCore):
