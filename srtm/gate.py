@@ -46,6 +46,9 @@ __all__ = ["Decision", "Gate", "GateCore", "Reason", "normalise_pools"]
 
 log = logging.getLogger("srtm.gate")
 
+# The longest Retry-After advertised through an outage (capacity 0), seconds.
+_OUTAGE_RETRY_MAX = 60.0
+
 # Backoff between probes of a failed store: first retry after this, doubling to the max.
 _PROBE_FIRST, _PROBE_MAX = 1.0, 30.0
 
@@ -190,6 +193,8 @@ class _Pool:
     # Quotas of the governor's current epoch, by User (a quota changes only when it does).
     quotas: dict[str, Quota] = field(default_factory=dict)
     quotas_epoch: int = -1
+    last_tick: float | None = None  # when the governor was last fed
+    outage_since: float | None = None  # when capacity was set to 0, while it is
     lease: LeasePolicy | None = None  # set by a gate whose store for this pool is shared
     leases: dict[str, Lease] = field(default_factory=dict)
 
@@ -438,8 +443,12 @@ class GateCore:
             status = 429 if _speaks_429(identity.duis_version, policy) else 503
             stalled = quota.limit == 0
         # When this User can next be admitted: the next window, or, with nothing to
-        # share out at all, not before the next recomputation after it.
+        # share out at all, not before the next recomputation after it. Through an
+        # outage (capacity 0) nobody knows; the answer grows with the outage, as a
+        # client's own backoff would, so a backlog is not resent every two seconds.
         wait = to_reset + (policy.control_period or policy.window if stalled else 0.0)
+        if stalled and quota.cap == 0 and p.outage_since is not None:
+            wait = max(wait, min(now - p.outage_since, _OUTAGE_RETRY_MAX))
         retry_after = max(1, math.ceil(wait - 1e-9))
         shadow = policy.shadow
         if shadow:
@@ -519,11 +528,14 @@ class GateCore:
         counts: tuple[Mapping[str, int], Mapping[str, int]],
         scale: int,
     ) -> None:
-        """Feed the governor the offered rate over the last ``window`` seconds.
+        """Feed the governor each User's offered rate.
 
         The estimate slides: the previous window weighted by the part of it still inside
-        the last ``window`` seconds, plus the current window so far. A flood therefore
-        shows within one control period, not after a whole window has closed.
+        the last ``window`` seconds, plus the current window so far, so a flood shows
+        within one control period, not after a whole window has closed. It is never
+        below the previous full window's count, so a User whose requests come in bursts
+        (a client paused by Retry-After returns once a window) is not taken for a
+        lower rate between its bursts.
         """
         previous, current = counts
         phase = now / p.policy.window - self.window_of(p, now)
@@ -532,8 +544,15 @@ class GateCore:
             offered[user] = count * (1.0 - phase) * scale
         for user, count in current.items():
             offered[user] = offered.get(user, 0.0) + count * scale
+        for user, count in previous.items():
+            if offered[user] < count * scale:
+                offered[user] = count * scale
+        # Smoothing is per second, so the time since the last recomputation counts.
+        last, p.last_tick = p.last_tick, now
+        elapsed = p.policy.control_period or p.policy.window if last is None else now - last
+        elapsed = min(max(elapsed, 0.0), 10 * p.policy.window)
         before = p.governor.active
-        p.governor.update(offered, p.policy.window)
+        p.governor.update(offered, p.policy.window, elapsed=elapsed)
         if p.governor.active != before:
             log.warning(
                 "srtm: traffic management %s in pool %r (offered %.0f SR/s, budget %.0f SR/s)",
@@ -543,14 +562,26 @@ class GateCore:
                 p.governor.budget,
             )
 
-    def set_capacity(self, capacity: float, pool: str | None = None) -> None:
-        """Change a pool's capacity at run time (every pool when there is only one)."""
+    def set_capacity(
+        self, capacity: float, pool: str | None = None, *, now: float | None = None
+    ) -> None:
+        """Change a pool's capacity at run time (every pool when there is only one).
+
+        0 is an outage: everything is refused with 503, and the Retry-After advertised
+        grows with the outage's length (up to a minute).
+        """
         names = [pool] if pool is not None else list(self.pools)
         if pool is None and len(names) > 1:
             raise ValueError("several pools: name the one whose capacity changes")
+        now = self.clock() if now is None else now
         for name in names:
-            self.pools[name].governor.set_capacity(capacity)
-            self.pools[name].full = -1  # a cached "pool full" may no longer hold
+            p = self.pools[name]
+            p.governor.set_capacity(capacity)
+            p.full = -1  # a cached "pool full" may no longer hold
+            if capacity > 0:
+                p.outage_since = None
+            elif p.outage_since is None:
+                p.outage_since = now
 
     def snapshot(self) -> dict[str, Any]:
         """Counters and state an operator can read (JSON-serialisable)."""

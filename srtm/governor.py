@@ -65,9 +65,18 @@ class Governor:
         self.capacity = float(capacity)
         self._recompute()
 
-    def update(self, offered: Mapping[str, float], seconds: float) -> GovernorState:
-        """Take the requests each User offered over the last ``seconds`` and recompute."""
-        alpha = self.policy.smoothing
+    def update(
+        self, offered: Mapping[str, float], seconds: float, *, elapsed: float | None = None
+    ) -> GovernorState:
+        """Take the requests each User offered over the last ``seconds`` and recompute.
+
+        ``elapsed`` is the time since the previous update (default: the control period);
+        a falling demand closes ``smoothing`` of its gap per second of it, so the same
+        policy smooths alike whatever its control period.
+        """
+        if elapsed is None:
+            elapsed = self.policy.control_period or self.policy.window
+        alpha = 1.0 - (1.0 - self.policy.smoothing) ** elapsed
         latest = {user: count / seconds for user, count in offered.items()}
         demand: dict[str, float] = {}
         for user in self.demand.keys() | latest.keys():

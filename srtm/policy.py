@@ -87,7 +87,7 @@ class TrafficPolicy:
     engage_after: int = 1
     release_after: int = 8
     release_ratio: float = 0.9
-    smoothing: float = 0.3
+    smoothing: float = 0.75  # share of the gap a falling demand estimate closes per second
     duis_429_from: str = "4.1"
     shadow: bool = False
     nodes: int = 1

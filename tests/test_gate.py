@@ -271,3 +271,32 @@ def test_background_thread_recomputes(caplog: pytest.LogCaptureFixture) -> None:
     worker.join()
     gate.close()
     assert math.isfinite(gate.pool("default").governor.demand["c"])
+
+
+def test_retry_after_grows_through_an_outage() -> None:
+    gate = Gate(policy(), background=False)
+    gate.set_capacity(0, now=100.0)
+    early = gate.decide(Identity("a", "4.1"), now=100.5)
+    later = gate.decide(Identity("a", "4.1"), now=130.5)
+    much_later = gate.decide(Identity("a", "4.1"), now=1000.5)
+    assert early.status == later.status == 503
+    assert early.retry_after is not None
+    assert early.retry_after <= 2
+    assert later.retry_after == math.ceil(130.5 - 100.0)  # as long as the outage so far
+    assert much_later.retry_after == 60  # capped
+    gate.set_capacity(100, now=1001.0)
+    assert gate.decide(Identity("a", "4.1"), now=1001.5).admitted == 1
+
+
+def test_bursty_user_is_not_taken_for_a_lower_rate_between_bursts() -> None:
+    gate = Gate(policy(), background=False)
+    # c sends 60 at the start of each window (a client paused by Retry-After does).
+    for second in range(4):
+        for k in range(4):
+            now = second + k / 4
+            gate.tick(now=now)
+            if k == 0:
+                gate.decide(Identity("c", "4.1"), 60, now=now + 0.01)
+            # at every quarter the estimate is at least the last full window's 60
+            if second >= 1:
+                assert gate.pool("default").governor.demand["c"] >= 60

@@ -39,18 +39,30 @@ def test_engages_at_threshold_and_shares_by_fair_share() -> None:
 
 def test_demand_rises_at_once_and_falls_slowly_never_below_latest() -> None:
     gov = Governor(policy(smoothing=0.5))
-    gov.update({"c": 1000}, 1.0)
+    gov.update({"c": 1000}, 1.0, elapsed=1.0)
     assert gov.demand["c"] == 1000
-    gov.update({"c": 0}, 1.0)
+    gov.update({"c": 0}, 1.0, elapsed=1.0)
     assert gov.demand["c"] == pytest.approx(500)
-    gov.update({"c": 600}, 1.0)
+    gov.update({"c": 600}, 1.0, elapsed=1.0)
     assert gov.demand["c"] == 600  # up again at once
-    gov.update({"c": 400}, 1.0)
+    gov.update({"c": 400}, 1.0, elapsed=1.0)
     assert gov.demand["c"] == pytest.approx(500)
-    gov.update({"c": 480}, 1.0)
+    gov.update({"c": 480}, 1.0, elapsed=1.0)
     assert gov.demand["c"] == pytest.approx(490)  # above the latest figure
-    gov.update({"c": 489}, 1.0)
+    gov.update({"c": 489}, 1.0, elapsed=1.0)
     assert gov.demand["c"] >= 489
+
+
+def test_smoothing_is_per_second_whatever_the_control_period() -> None:
+    once = Governor(policy(smoothing=0.75))
+    often = Governor(policy(smoothing=0.75))
+    once.update({"c": 1000}, 1.0, elapsed=1.0)
+    often.update({"c": 1000}, 1.0, elapsed=1.0)
+    once.update({"c": 0}, 1.0, elapsed=1.0)
+    for _ in range(4):
+        often.update({"c": 0}, 1.0, elapsed=0.25)
+    assert once.demand["c"] == pytest.approx(250)
+    assert often.demand["c"] == pytest.approx(once.demand["c"])
 
 
 def test_hysteresis_no_flapping_under_constant_demand() -> None:
