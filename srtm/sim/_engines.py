@@ -69,8 +69,8 @@ class Engine(Protocol):
         """A control period starts at ``now``."""
         ...
 
-    def set_capacity(self, capacity: float) -> None:
-        """Change capacity at run time."""
+    def set_capacity(self, capacity: float, now: float) -> None:
+        """Change capacity at run time, at ``now``."""
         ...
 
     @property
@@ -161,8 +161,10 @@ class GateEngine:
         self.now = now
         self.gate.tick(now=now)
 
-    def set_capacity(self, capacity: float) -> None:
-        self.gate.set_capacity(capacity)
+    def set_capacity(self, capacity: float, now: float) -> None:
+        self.now = now
+        # The outage's start dates the Retry-After the gate advertises through it.
+        self.gate.set_capacity(capacity, now=now)
 
     @property
     def capacity(self) -> float:
@@ -253,7 +255,7 @@ class FcfsEngine:
         if window != self._current:
             self._current, self._used = window, 0
 
-    def set_capacity(self, capacity: float) -> None:
+    def set_capacity(self, capacity: float, now: float) -> None:
         if not (math.isfinite(capacity) and capacity >= 0):
             raise ValueError(f"capacity must be a finite number >= 0, got {capacity!r}")
         self._capacity = float(capacity)

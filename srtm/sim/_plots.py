@@ -75,8 +75,13 @@ def _clock_axis(ax: Axes) -> None:
     ax.grid(True, alpha=0.25, linewidth=0.6)
 
 
+_NICE = (1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
+
+
 def _binning(lo: int, hi: int) -> int:
-    return max(1, -(-(hi - lo) // MAX_POINTS))
+    """Windows per point: the smallest round number that keeps to MAX_POINTS points."""
+    need = max(1, -(-(hi - lo) // MAX_POINTS))
+    return next((n for n in _NICE if n >= need), need)
 
 
 def _binned(values: np.ndarray[Any, Any], lo: int, hi: int, b: int) -> np.ndarray[Any, Any]:
@@ -366,9 +371,6 @@ def _latency(result: Result) -> Figure:
             ax.axvspan(
                 *_hours(result, np.array([lo + a, lo + z])), color="#555555", alpha=0.12, lw=0
             )
-    fig.suptitle(
-        f"{_suptitle(result)}: priority SRs (grey: capacity reduced)",
-        fontsize=12.5,
-        fontweight="bold",
-    )
+    grey = " (grey: capacity reduced)" if reduced.any() else ""
+    fig.suptitle(f"{_suptitle(result)}: priority SRs{grey}", fontsize=12.5, fontweight="bold")
     return fig

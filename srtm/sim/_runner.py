@@ -313,7 +313,7 @@ class _World:
         t = w * c.window
         for cap in due:
             before = engine.capacity
-            engine.set_capacity(cap)
+            engine.set_capacity(cap, t)
             if cap > before:  # a recovery: time how the backlogs drain
                 if self.mark is not None:
                     self.drains.append((self.mark, [s.drained() for s in self.senders]))

@@ -37,10 +37,10 @@ def test_fcfs_shares_an_overflowing_slice_in_proportion() -> None:
 
 def test_fcfs_capacity_changes_at_run_time() -> None:
     engine = FcfsEngine(POLICY)
-    engine.set_capacity(0)
+    engine.set_capacity(0, 0.0)
     engine.tick(0.0)
     assert engine.decide([0], [5], 0.0, 0)[0][0] == 0
-    engine.set_capacity(100)
+    engine.set_capacity(100, 1.0)
     engine.tick(1.0)
     assert engine.decide([0], [5], 1.0, 4)[0][0] == 5
 
@@ -56,7 +56,7 @@ def test_fcfs_capacity_changes_at_run_time() -> None:
 )
 def test_fcfs_never_exceeds_capacity(slices: list[list[tuple[int, int]]], capacity: float) -> None:
     engine = FcfsEngine(POLICY)
-    engine.set_capacity(capacity)
+    engine.set_capacity(capacity, 0.0)
     per_window: dict[int, int] = {}
     for i, offers in enumerate(slices):
         now = i * 0.25
@@ -85,8 +85,8 @@ def test_the_gates_bulk_path_is_sound(
     for i, slice_offers in enumerate(offers):
         now = i * 0.25
         if i == capacity_drop:
-            fast.set_capacity(40)
-            exact.set_capacity(40)
+            fast.set_capacity(40, now)
+            exact.set_capacity(40, now)
         fast.tick(now)
         exact.tick(now)
         users = [u for u, _ in slice_offers]

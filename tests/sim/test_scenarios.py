@@ -6,9 +6,9 @@ throttled Users (normalised by their fair share) is at least 0.99. Without it (f
 come, first served), the same traffic hurts the well-behaved Users.
 
 Each check runs with the reference policy's recomputation once a second and with the
-core's default of four a second. Two checks fail because of the core, one at each
-control period; they are marked ``xfail(strict=True)`` with what was measured, and
-reported with a proposed fix in docs/simulate.md.
+core's default of four a second. Checks that fail because of the core are marked
+``xfail(strict=True)`` with what was measured (so they fail loudly once it changes),
+and reported with a proposed fix in docs/simulate.md.
 """
 
 from __future__ import annotations
@@ -103,8 +103,26 @@ def test_admitted_total_never_exceeds_capacity(reduced: Get, name: str, cp: floa
     assert r.tm_figures.over_capacity_windows == r.fcfs_figures.over_capacity_windows == 0
 
 
-@pytest.mark.parametrize("cp", PERIODS)
-@pytest.mark.parametrize("name", INCIDENTS)
+RETURN = (
+    "core: through the outage the gate's Retry-After grows (to 60 s), so the clients come "
+    "back up to a minute after recovery, each at its own moment, and a User's demand is "
+    "never below its last full window, so the limits of Users whose backlog has just "
+    "drained stay up while the last ones are held to their share (measured at scale 0.05: "
+    "Jain 0.979 at cp=1s, 0.856 at cp=0.25s)"
+)
+FAIRNESS = [
+    pytest.param(
+        name,
+        cp,
+        id=f"{name}-cp={cp:g}s",
+        marks=[pytest.mark.xfail(strict=True, reason=RETURN)] if name == "dsp-outage" else [],
+    )
+    for name in INCIDENTS
+    for cp in (ONE, QUARTER)
+]
+
+
+@pytest.mark.parametrize(("name", "cp"), FAIRNESS)
 def test_throttled_users_share_fairly(reduced: Get, name: str, cp: float) -> None:
     t = reduced(name, cp).tm_figures
     assert t.throttled >= 1
@@ -125,17 +143,7 @@ def test_traffic_management_engages_at_once_and_releases(
     assert not r.tm.active[-1], "still engaged at the end of the day"
 
 
-LAG = (
-    "core: the others' smoothed demand falls only 30% per recomputation; recomputed once a "
-    "second it runs ~20% above what they send, and the spare left to the flooder is that "
-    "much smaller than its fair share (measured at scale 0.05: 93%)"
-)
-
-
-@pytest.mark.parametrize(
-    "cp", [pytest.param(ONE, id="cp=1s", marks=pytest.mark.xfail(strict=True, reason=LAG)),
-           pytest.param(QUARTER, id="cp=0.25s")],
-)  # fmt: skip
+@pytest.mark.parametrize("cp", PERIODS)
 @pytest.mark.parametrize(
     ("name", "culprit"), [("runaway-user", RUNAWAY), ("denial-of-service", FLOODER)]
 )
@@ -151,21 +159,7 @@ def test_the_culprit_gets_its_fair_share_and_no_more(
     assert ratio >= 0.95
 
 
-BURSTS = (
-    "core: a User paused by Retry-After sends once a second; the sliding demand estimate "
-    "read every quarter second takes its burst for a lower rate, its fair-share limit "
-    "follows the estimate and about a fifth of the budget goes unused (measured at scale "
-    "0.05: 79% of its fair share)"
-)
-
-
-@pytest.mark.parametrize(
-    "cp",
-    [
-        pytest.param(ONE, id="cp=1s"),
-        pytest.param(QUARTER, id="cp=0.25s", marks=pytest.mark.xfail(strict=True, reason=BURSTS)),
-    ],
-)
+@pytest.mark.parametrize("cp", PERIODS)
 def test_a_user_over_its_allocation_gets_its_fair_share_of_the_spare(
     reduced: Get, cp: float
 ) -> None:
@@ -217,6 +211,19 @@ def test_after_the_outage_top_ups_drain_before_bulk(reduced: Get, cp: float) -> 
         checked = [(p, b) for p, b in pairs if p is not None and b is not None and b > 0]
         assert len(checked) >= 40  # the Suppliers had both queued when service resumed
         assert all(p <= b for p, b in checked), mode
+
+
+LATE = (
+    "core: the Retry-After grown through the outage (to 60 s) keeps the clients away for "
+    "up to a minute after capacity returns: top-ups drained 52.75 s after recovery (4.75 s "
+    "before that change), FCFS 63 s (measured at scale 0.05)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=LATE)
+@pytest.mark.parametrize("cp", PERIODS)
+def test_after_the_outage_top_ups_are_through_in_seconds(reduced: Get, cp: float) -> None:
+    r = reduced("dsp-outage", cp)
     worst_tm = max(x for x in _drains(r, "tm")["prepayment"] if x is not None)
     worst_fcfs = max(x for x in _drains(r, "fcfs")["prepayment"] if x is not None)
     # With traffic management every User's top-ups are through in seconds; without it
