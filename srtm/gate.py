@@ -46,8 +46,10 @@ __all__ = ["Decision", "Gate", "GateCore", "Reason", "normalise_pools"]
 
 log = logging.getLogger("srtm.gate")
 
-# The longest Retry-After advertised through an outage (capacity 0), seconds.
-_OUTAGE_RETRY_MAX = 60.0
+# The longest Retry-After advertised through an outage (capacity 0), seconds: long
+# enough to thin the refusals fivefold, short enough that the top-ups waiting at
+# recovery are not held back (the simulator's dsp-outage: 60 s cost 35 s of drain).
+_OUTAGE_RETRY_MAX = 10.0
 
 # Backoff between probes of a failed store: first retry after this, doubling to the max.
 _PROBE_FIRST, _PROBE_MAX = 1.0, 30.0
@@ -568,7 +570,7 @@ class GateCore:
         """Change a pool's capacity at run time (every pool when there is only one).
 
         0 is an outage: everything is refused with 503, and the Retry-After advertised
-        grows with the outage's length (up to a minute).
+        grows with the outage's length (up to 10 s).
         """
         names = [pool] if pool is not None else list(self.pools)
         if pool is None and len(names) > 1:
