@@ -178,16 +178,16 @@ def run_python(url: str, seconds: float, connections: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(__doc__ or "")
-    parser.add_argument("--seconds", type=float, default=None, help="per run (default 10)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3)")
+    parser.add_argument("--seconds", type=float, default=None, help="per run (default 5)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 7)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument(
         "--loadgen", choices=("auto", "wrk", "python"), default="auto", help="load generator"
     )
     args = parser.parse_args(argv)
-    seconds = args.seconds or (0.3 if args.quick else 10.0)
-    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.seconds or (0.3 if args.quick else 5.0)
+    rounds = args.rounds or (1 if args.quick else 7)
     loadgen = args.loadgen
     if loadgen == "auto":
         # wrk runs whole seconds; a --quick run is shorter: the Python generator
@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "rps_vs_bare": round(
                 median([g["rps"] / b["rps"] for g, b in zip(got, bare, strict=True)]), 3
             ),
+            "rps_vs_bare_rounds": [
+                round(g["rps"] / b["rps"], 3) for g, b in zip(got, bare, strict=True)
+            ],
             "latency_us": {
                 k: round(median([g["latency_us"][k] for g in got]), 1)
                 for k in ("p50", "p90", "p99", "p999", "max")
