@@ -30,6 +30,14 @@ _OPEN: list[Any] = []
 HIGH = 10**9
 
 
+def installed(peer: str) -> bool:
+    """Whether a peer (``slowapi``, ``flask-limiter``) is installed: ``pip install
+    -e '.[bench]'`` brings them; without them the scripts skip their variants."""
+    import importlib.util
+
+    return importlib.util.find_spec(peer.replace("-", "_")) is not None
+
+
 def users(count: int) -> list[str]:
     """``count`` Service User IDs shaped like DCC EUI-64s."""
     return [f"90-B3-D5-1F-30-01-{k // 256:02X}-{k % 256:02X}" for k in range(count)]

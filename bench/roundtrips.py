@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if scenario != "held" and not (args.quick and scenario == "flood"):
                 peer_users = users[: min(len(users), n)]
                 for peer in ("floor", "slowapi", "flask-limiter"):
+                    if peer != "floor" and not _apps.installed(peer):
+                        continue
                     out[peer] = measure_peer(url, peer, scenario, warm[:200], peer_users)
             result["scenarios"][scenario] = out
             for label, fig in out.items():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bench import client_dispatch, inprocess, leases, multinode, roundtrips, throughput
+from bench import _apps, client_dispatch, inprocess, leases, multinode, roundtrips, throughput
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,7 +33,9 @@ def written(out: Path, name: str) -> dict[str, Any]:
 def test_inprocess(tmp_path: Path, redis_url: str) -> None:
     result = run(inprocess.main, tmp_path, "--redis-url", redis_url)
     memory = written(tmp_path, "inprocess")["scenarios"]["memory/admitted"]
-    for name in ("asgi bare", "asgi floor", "slowapi", "flask-limiter", "srtm asgi", "srtm wsgi"):
+    names = ["asgi bare", "asgi floor", "srtm asgi", "srtm wsgi"]
+    names += [peer for peer in ("slowapi", "flask-limiter") if _apps.installed(peer)]
+    for name in names:
         assert memory["variants"][name]["per_request_us"] > 0
     assert {"memory/admitted", "redis/admitted", "redis/refused"} <= set(result["scenarios"])
     assert all("met" in row for row in memory["targets"])
@@ -69,6 +71,16 @@ def test_multinode(tmp_path: Path, redis_url: str) -> None:
     assert result["admitted"][0]["decisions"] > 0
     held = result["held"][0]
     assert held["max_granted_over_cap"] <= 1.0  # the hard cap holds across nodes
+
+
+@pytest.mark.redis
+def test_without_the_peers(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without slowapi and Flask-Limiter installed the scripts skip their variants."""
+    monkeypatch.setattr(_apps, "installed", lambda peer: False)
+    result = run(roundtrips.main, tmp_path, "--redis-url", redis_url, "-n", "20")
+    assert "slowapi" not in result["scenarios"]["admitted"]
+    result = run(inprocess.main, tmp_path, "--no-redis")
+    assert "slowapi" not in result["scenarios"]["memory/admitted"]["variants"]
 
 
 def test_client_dispatch(tmp_path: Path) -> None:
