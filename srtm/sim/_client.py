@@ -12,6 +12,7 @@ client's order, as sending them one by one in that order would.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -119,7 +120,9 @@ class ClientState(Sender):
         "_old",
         "_order",
         "_pri",
+        "_quantum",
         "_queues",
+        "_ratio",
         "_rec",
         "_rng",
     )
@@ -131,6 +134,7 @@ class ClientState(Sender):
         priority_index: int,
         recorder: Recorder,
         rng: random.Random,
+        quantum: float = 0.0,
     ) -> None:
         super().__init__()
         n = len(class_values)
@@ -144,7 +148,8 @@ class ClientState(Sender):
         self._rng = rng
         self._attempt = 0
         self._base, self._cap = spec.backoff_initial, spec.backoff_max
-        self._jitter = spec.jitter
+        self._jitter, self._ratio = spec.jitter, spec.jitter_ratio
+        self._quantum = quantum  # the simulator's slice: jitter is rounded down to it
         # Order of service: strict priority, aging (class * aging + arrival), or FIFO.
         if not spec.priorities:
             self._order, self._keys = "fifo", [0.0] * n
@@ -210,7 +215,10 @@ class ClientState(Sender):
             self._pop(k, now, minute)
         if k < n:
             if retry_after is not None:
-                extra = self._rng.uniform(0.0, self._jitter) if self._jitter else 0.0
+                spread = max(self._jitter, self._ratio * retry_after)
+                extra = self._rng.uniform(0.0, spread) if spread else 0.0
+                if self._quantum:
+                    extra = math.floor(extra / self._quantum) * self._quantum
                 self.paused_until = now + retry_after + extra
             else:
                 ceiling = min(self._cap, self._base * 2.0**self._attempt)

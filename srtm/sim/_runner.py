@@ -283,7 +283,14 @@ class _World:
         for user in c.scenario.users:
             if isinstance(user.client, Client):
                 self.senders.append(
-                    ClientState(user.client, c.classes, c.priority_index, self.rec, rng)
+                    ClientState(
+                        user.client,
+                        c.classes,
+                        c.priority_index,
+                        self.rec,
+                        rng,
+                        quantum=c.window / c.slices,
+                    )
                 )
             else:
                 self.senders.append(OpenLoopState())

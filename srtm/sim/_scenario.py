@@ -61,24 +61,29 @@ class Client:
     The client holds every SR the User's back end submits in one queue per priority
     class (FIFO within a class) and sends the most urgent first, at most ``max_rate``
     SR/s (its line). A refused SR goes back to the queue; after a 429/503 the whole
-    User pauses until ``Retry-After`` (plus up to ``jitter`` seconds), or, when there
-    is none (the baseline's overloaded back end gives none), for an exponential backoff
-    with full jitter from ``backoff_initial`` doubling to ``backoff_max`` seconds, as
-    :class:`srtm.client.RetryPolicy` does by default. ``aging``: seconds of waiting
-    worth one class, as in :class:`srtm.client.PriorityPolicy`; None (the default here)
-    is strict priority. ``priorities=False`` sends in arrival order.
+    User pauses until ``Retry-After`` plus a random extra of up to
+    ``max(jitter, jitter_ratio * Retry-After)`` (rounded down to the simulator's slice),
+    or, when there is none (the baseline's overloaded back end gives none), for an
+    exponential backoff with full jitter from ``backoff_initial`` doubling to
+    ``backoff_max`` seconds, as :class:`srtm.client.RetryPolicy` does by default.
+    ``aging``: seconds of waiting worth one class, as in
+    :class:`srtm.client.PriorityPolicy`; None (the default here) is strict priority.
+    ``priorities=False`` sends in arrival order.
 
-    One simulated User stands for all of a Supplier's client instances: the jitter each
-    instance adds to ``Retry-After`` spreads their returns over the next second rather
-    than delaying the User as a whole, hence ``jitter=0`` by default. Not modelled:
-    pacing from the RateLimit fields, the bulk lane, retry budgets and deadlines (a
-    client that paces itself is refused less often than this one).
+    One simulated User stands for all of a Supplier's client instances: the second of
+    jitter each instance adds to a short ``Retry-After`` spreads their returns over the
+    next second rather than delaying the User as a whole, hence ``jitter=0`` here
+    (srtm.client: 1 s); ``jitter_ratio`` is srtm.client's, so Users told to wait a
+    minute do not all come back in the same second. Not modelled: pacing from the
+    RateLimit fields, the bulk lane, retry budgets and deadlines (a client that paces
+    itself is refused less often than this one).
     """
 
     max_rate: float = 5_000.0
     priorities: bool = True
     aging: float | None = None
     jitter: float = 0.0
+    jitter_ratio: float = 0.1
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
 
@@ -89,6 +94,8 @@ class Client:
             raise ScenarioError("Client.aging", f"must be > 0 s or None, got {self.aging!r}")
         if not (math.isfinite(self.jitter) and self.jitter >= 0):
             raise ScenarioError("Client.jitter", f"must be >= 0 s, got {self.jitter!r}")
+        if not (math.isfinite(self.jitter_ratio) and self.jitter_ratio >= 0):
+            raise ScenarioError("Client.jitter_ratio", f"must be >= 0, got {self.jitter_ratio!r}")
         if not (0 < self.backoff_initial <= self.backoff_max < math.inf):
             raise ScenarioError(
                 "Client.backoff_initial",

@@ -15,7 +15,8 @@ P, BULK = CLASSES.index(Priority.PREPAYMENT), CLASSES.index(Priority.BULK)
 
 def client(**spec: object) -> tuple[ClientState, Recorder]:
     rec = Recorder(len(CLASSES), 100, 0.0625)
-    return ClientState(Client(**spec), CLASSES, P, rec, random.Random(1)), rec  # type: ignore[arg-type]
+    state = ClientState(Client(**spec), CLASSES, P, rec, random.Random(1), quantum=0.25)  # type: ignore[arg-type]
+    return state, rec
 
 
 def arrivals(prepayment: int = 0, bulk: int = 0) -> tuple[list[int], int]:
@@ -81,10 +82,27 @@ def test_no_retry_after_means_backoff_with_full_jitter_growing() -> None:
 
 
 def test_retry_after_jitter_is_added_when_asked_for() -> None:
-    c, _ = client(jitter=1.0)
+    c, _ = client(jitter=1.0, jitter_ratio=0.0)
     c.arrive(*arrivals(bulk=1), now=0.0)
     c.settle(c.offer(0.0, 10), 0, 2, 0.0, 0)
     assert 2.0 <= c.paused_until <= 3.0
+
+
+def test_long_retry_afters_are_spread_but_short_ones_are_not() -> None:
+    # srtm.client spreads a Retry-After by up to 10% of it; rounded down to the slice
+    # (here a quarter second), a 1 s Retry-After is not delayed, a 60 s one is spread.
+    pauses = {1: set(), 60: set()}
+    for seed in range(40):
+        rec = Recorder(len(CLASSES), 100, 0.0625)
+        c = ClientState(Client(), CLASSES, P, rec, random.Random(seed), quantum=0.25)
+        for retry in (1, 60):
+            c.arrive(*arrivals(bulk=1), now=0.0)
+            c.settle(c.offer(0.0, 10), 0, retry, 0.0, 0)
+            pauses[retry].add(c.paused_until)
+            c.paused_until = 0.0
+    assert pauses[1] == {1.0}
+    assert len(pauses[60]) > 10
+    assert all(60.0 <= p <= 66.0 and (p * 4).is_integer() for p in pauses[60])
 
 
 def test_aging_lets_old_bulk_overtake_a_new_top_up() -> None:
@@ -137,6 +155,7 @@ def test_open_loop_offers_what_arrives_and_loses_what_is_refused() -> None:
         ({"max_rate": 0}, "Client.max_rate"),
         ({"aging": -1.0}, "Client.aging"),
         ({"jitter": float("nan")}, "Client.jitter"),
+        ({"jitter_ratio": -0.1}, "Client.jitter_ratio"),
         ({"backoff_initial": 5.0, "backoff_max": 1.0}, "Client.backoff_initial"),
     ],
 )

@@ -205,21 +205,6 @@ def test_after_the_outage_top_ups_drain_sooner_than_without(reduced: Get, cp: fl
     assert worst_tm < worst_fcfs
 
 
-LATE = (
-    "core: the Retry-After the gate advertises through an outage grows to 60 s, and a "
-    "client honours it after capacity is back: the top-ups queued at recovery drain in "
-    "51 s at scale 0.2 (16 s before that change; 21 s with the growth capped at 10 s)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LATE)
-@pytest.mark.parametrize("cp", PERIODS)
-def test_after_the_outage_top_ups_are_through_within_20_s(reduced: Get, cp: float) -> None:
-    r = reduced("dsp-outage", cp)
-    worst_tm = max(x for x in _drains(r, "tm")["prepayment"] if x is not None)
-    assert worst_tm <= 20.0
-
-
 def test_after_the_outage_every_sr_is_eventually_admitted(reduced: Get) -> None:
     r = reduced("dsp-outage", ONE)
     for run in (r.tm, r.fcfs):
