@@ -509,6 +509,13 @@ class GateCore:
         for name in shared:
             self.pools[name].lease = self.pools[name].policy.lease
 
+    def take_user_pending(self, p: _Pool, window: int, user: str) -> int:
+        """One User's locally counted offered requests of a window, emptied: a grant
+        carries them to the store, so other nodes see them before the next flush."""
+        with self._lock:
+            counts = p.pending.get(window)
+            return counts.pop(user, 0) if counts else 0
+
     def take_pending(self, p: _Pool) -> dict[int, dict[str, int]]:
         """Locally counted offered requests to add to the store, emptied."""
         with self._lock:
@@ -705,7 +712,15 @@ class Gate(GateCore):
                 outcome = ledger.take(p.name, window, user, n, quota)
             else:
                 want = self.lease_want(p, user, n, now, window)
-                outcome = ledger.grant(p.name, window, user, n, want, quota)  # type: ignore[attr-defined]
+                earlier = self.take_user_pending(p, window, user)
+                try:
+                    outcome = ledger.grant(  # type: ignore[attr-defined]
+                        p.name, window, user, n, want, quota, earlier
+                    )
+                except Exception:
+                    if earlier:  # not counted: the next flush carries them
+                        self.return_pending(p, {window: {user: earlier}})
+                    raise
         except Exception as exc:  # any store fault: never a 500 for the User
             self.store_failed(now, exc)
             return None

@@ -26,9 +26,10 @@ What it costs in accuracy, and why nothing is ever over-admitted:
 * When the governor recomputes (a new fair share, a capacity change) a block is cut to
   what the new quota still allows on the counts the store reported when it was
   granted, so a lowered limit applies to leased requests at once.
-* Offered requests served from a block are counted locally and added to the store at
-  the next recomputation, like refusals answered from the local cache: the demand the
-  governor sees lags by at most one control period per node, as it already did.
+* Offered requests served from a block are counted locally and reach the store with
+  the node's next grant for that User (the script adds them) or the next
+  recomputation, whichever comes first: the demand every node's governor sees lags by
+  at most one block, and never more than one control period.
 
 Leases are off by default (``TrafficPolicy(lease=None)``): one round trip per admitted
 request keeps every count in the store exact, and the RateLimit ``remaining`` figure

@@ -100,14 +100,20 @@ def redis_keys(pool: str, window: int) -> tuple[str, str]:
 # The twin of admit_count, plus counting the offered requests, in one round trip. With
 # an 8th argument ``want`` (>= n) it grants up to ``want`` admissions at once, a lease
 # (srtm.lease.grant_count is its twin); the reason speaks for the n requests at hand.
-# KEYS: offered hash, admitted hash. ARGV: user, n, limit, guarantee, budget, cap, ttl[, want].
+# A 9th, ``earlier``, adds offered requests this node decided locally since (served
+# from its last block, or refused from its cache), so they reach the store now.
+# KEYS: offered hash, admitted hash.
+# ARGV: user, n, limit, guarantee, budget, cap, ttl[, want[, earlier]].
 TAKE_SCRIPT = """
 local user = ARGV[1]
 local n = tonumber(ARGV[2])
 local limit, guarantee = tonumber(ARGV[3]), tonumber(ARGV[4])
 local budget, cap, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local want = tonumber(ARGV[8] or ARGV[2])
-if redis.call('HINCRBY', KEYS[1], user, n) == n then redis.call('EXPIRE', KEYS[1], ttl) end
+local offered = n + tonumber(ARGV[9] or '0')
+if redis.call('HINCRBY', KEYS[1], user, offered) == offered then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
 local used = tonumber(redis.call('HGET', KEYS[2], user) or '0')
 local total = tonumber(redis.call('HGET', KEYS[2], '') or '0')
 local k = math.min(want, limit - used, cap - total, math.max(budget - total, guarantee - used))
@@ -288,14 +294,25 @@ class RedisLedger:
         )
         return Outcome(int(k), Reason(int(reason)), int(used), int(total))
 
-    def grant(self, pool: str, window: int, user: str, n: int, want: int, quota: Quota) -> Outcome:
-        """Count ``n`` offered requests and grant up to ``want`` admissions (a lease).
+    def grant(
+        self,
+        pool: str,
+        window: int,
+        user: str,
+        n: int,
+        want: int,
+        quota: Quota,
+        earlier: int = 0,
+    ) -> Outcome:
+        """Count ``n`` offered requests (and ``earlier`` ones decided locally) and grant
+        up to ``want`` admissions (a lease).
 
         ``Outcome.admitted`` may exceed ``n``: the rest is the lease.
         """
+        quotas = [quota.limit, quota.guarantee, quota.budget, quota.cap]
         k, reason, used, total = self._take(
             keys=redis_keys(pool, window),
-            args=[user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, self._ttl, want],
+            args=[user, n, *quotas, self._ttl, want, earlier],
         )
         return Outcome(int(k), Reason(int(reason)), int(used), int(total))
 

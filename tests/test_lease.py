@@ -60,10 +60,19 @@ class FakeLedger:
     def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
         return self.grant(pool, window, user, n, n, quota)
 
-    def grant(self, pool: str, window: int, user: str, n: int, want: int, quota: Quota) -> Outcome:
+    def grant(
+        self,
+        pool: str,
+        window: int,
+        user: str,
+        n: int,
+        want: int,
+        quota: Quota,
+        earlier: int = 0,
+    ) -> Outcome:
         self.store.call()
         offered = self.store.offered.setdefault((pool, window), {})
-        offered[user] = offered.get(user, 0) + n
+        offered[user] = offered.get(user, 0) + n + earlier
         counts = self.store.admitted.setdefault((pool, window), {})
         used, total = counts.get(user, 0), counts.get("", 0)
         k, reason = grant_count(n, want, used, total, quota)
@@ -250,6 +259,19 @@ def test_offered_requests_from_leases_reach_the_governor(store: FakeStore) -> No
     gate.close()
 
 
+def test_a_grant_carries_the_offered_requests_served_before_it(store: FakeStore) -> None:
+    gate = Gate(policy(lease=LeasePolicy(size=4, horizon=1.0)), background=False)
+    a = Identity("a", "4.1")
+    for i in range(12):  # blocks of up to 4: grants at the 1st, 2nd, 6th and 10th request
+        gate.decide(a, now=0.1 + i / 100)
+    # No recomputation yet, yet the store has every request up to the last grant: the
+    # ones served from a block went with the next grant, not with the next flush.
+    assert store.offered[("default", 0)]["a"] == 10
+    gate.tick(now=0.5)
+    assert store.offered[("default", 0)]["a"] == 12
+    gate.close()
+
+
 def test_a_lower_capacity_cuts_leases_at_once(store: FakeStore) -> None:
     gate = Gate(policy(lease=LeasePolicy(size=50, horizon=1.0)), background=False)
     a = Identity("a", "4.1")
@@ -338,11 +360,11 @@ def test_lua_grant_is_the_twin_of_grant_count(
         offered_key, admitted_key = redis_keys("twin-lease", 7)
         client.delete(offered_key, admitted_key)
         client.hset(admitted_key, mapping={"u": used, "": total})
-        outcome = ledger.grant("twin-lease", 7, "u", n, want, quota)
+        outcome = ledger.grant("twin-lease", 7, "u", n, want, quota, earlier=used % 5)
         k, reason = grant_count(n, want, used, total, quota)
         assert (outcome.admitted, outcome.reason) == (k, reason)
         assert (outcome.used, outcome.total) == (used + k, total + k)
-        assert int(client.hget(offered_key, "u") or 0) == n
+        assert int(client.hget(offered_key, "u") or 0) == n + used % 5
     finally:
         ledger.close()
         client.close()

@@ -103,7 +103,15 @@ class AsyncGate(GateCore):
                 outcome = await ledger.take(p.name, window, user, n, quota)
             else:
                 want = self.lease_want(p, user, n, now, window)
-                outcome = await ledger.grant(p.name, window, user, n, want, quota)  # type: ignore[attr-defined]
+                earlier = self.take_user_pending(p, window, user)
+                try:
+                    outcome = await ledger.grant(  # type: ignore[attr-defined]
+                        p.name, window, user, n, want, quota, earlier
+                    )
+                except Exception:
+                    if earlier:  # not counted: the next flush carries them
+                        self.return_pending(p, {window: {user: earlier}})
+                    raise
         except Exception as exc:  # any store fault: never a 500 for the User
             self.store_failed(now, exc)
             return None
