@@ -10,6 +10,7 @@ fields to its response, or answers 429/503 with ``Retry-After`` itself. It never
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from srtm.gate import Gate
@@ -17,7 +18,7 @@ from srtm.identity import Identity, RequestView
 from srtm.middleware._common import Front, refusal, status_line
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Mapping
+    from collections.abc import Callable, Collection, Iterable
     from types import TracebackType
 
     from srtm.identity import Identify, PoolOf
@@ -79,15 +80,41 @@ class WSGITrafficManager:
         self.gate.close()
 
 
+class _Headers(Mapping[str, str]):
+    """A WSGI request's headers, read from ``environ`` only when asked for."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self._environ = environ
+
+    def get(self, key: str, default: Any = None) -> Any:
+        name = key.upper().replace("-", "_")
+        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            return self._environ.get(name, default)
+        return self._environ.get("HTTP_" + name, default)
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_"):
+                yield key[5:].replace("_", "-").lower()
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                yield key.replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def _view(environ: dict[str, Any]) -> RequestView:
-    headers = {
-        key[5:].replace("_", "-").lower(): str(value)
-        for key, value in environ.items()
-        if key.startswith("HTTP_")
-    }
     return RequestView(
         method=environ.get("REQUEST_METHOD", "GET"),
         path=environ.get("PATH_INFO", "/"),
-        headers=headers,
+        headers=_Headers(environ),
         client_dn=environ.get("SSL_CLIENT_S_DN"),
     )
