@@ -39,13 +39,13 @@ class Recorder:
         self.resolution = resolution
         self.class_wait = [0.0] * classes  # total waiting time per class (s)
 
-    def waited(self, cls: int, count: int, wait: float, minute: int, priority: bool) -> None:
+    def waited(self, cls: int, count: int, wait: float, lat_bin: int, priority: bool) -> None:
         self.class_wait[cls] += wait * count
         if priority:
-            self.lat_count[minute] += count
-            self.lat_sum[minute] += wait * count
-            if wait > self.lat_max[minute]:
-                self.lat_max[minute] = wait
+            self.lat_count[lat_bin] += count
+            self.lat_sum[lat_bin] += wait * count
+            if wait > self.lat_max[lat_bin]:
+                self.lat_max[lat_bin] = wait
             key = round(wait / self.resolution)
             self.hist[key] = self.hist.get(key, 0) + count
 
@@ -68,7 +68,7 @@ class Sender:
     def offer(self, now: float, cap: int) -> int:
         raise NotImplementedError
 
-    def settle(self, n: int, k: int, retry_after: int | None, now: float, minute: int) -> None:
+    def settle(self, n: int, k: int, retry_after: int | None, now: float, lat_bin: int) -> None:
         raise NotImplementedError
 
     def mark(self, now: float) -> None:
@@ -98,7 +98,7 @@ class OpenLoopState(Sender):
     def offer(self, now: float, cap: int) -> int:
         return self._pending
 
-    def settle(self, n: int, k: int, retry_after: int | None, now: float, minute: int) -> None:
+    def settle(self, n: int, k: int, retry_after: int | None, now: float, lat_bin: int) -> None:
         self.lost += n - k
         self._pending -= n
 
@@ -195,7 +195,7 @@ class ClientState(Sender):
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def settle(self, n: int, k: int, retry_after: int | None, now: float, minute: int) -> None:
+    def settle(self, n: int, k: int, retry_after: int | None, now: float, lat_bin: int) -> None:
         fresh = self._fresh
         if fresh is not None and self.size == 0 and k == n == self._fresh_total:
             # The common case: everything that arrived went through at once.
@@ -204,7 +204,7 @@ class ClientState(Sender):
             if pri >= 0 and fresh[pri]:
                 count = fresh[pri]
                 rec = self._rec
-                rec.lat_count[minute] += count
+                rec.lat_count[lat_bin] += count
                 rec.hist[0] = rec.hist.get(0, 0) + count
                 self.priority_admitted += count
             self._attempt = 0
@@ -212,7 +212,7 @@ class ClientState(Sender):
         if fresh is not None:
             self._queue_fresh()
         if k:
-            self._pop(k, now, minute)
+            self._pop(k, now, lat_bin)
         if k < n:
             if retry_after is not None:
                 spread = max(self._jitter, self._ratio * retry_after)
@@ -227,7 +227,7 @@ class ClientState(Sender):
         else:
             self._attempt = 0
 
-    def _pop(self, k: int, now: float, minute: int) -> None:
+    def _pop(self, k: int, now: float, lat_bin: int) -> None:
         """Admit the ``k`` most urgent queued SRs."""
         queues, n = self._queues, len(self._queues)
         if self._order == "strict":
@@ -235,7 +235,7 @@ class ClientState(Sender):
                 if k == 0:
                     break
                 if self._backlog[c]:
-                    k -= self._take(c, min(k, self._backlog[c]), now, minute)
+                    k -= self._take(c, min(k, self._backlog[c]), now, lat_bin)
             return
         keys = self._keys
         while k:
@@ -249,9 +249,9 @@ class ClientState(Sender):
             if best < 0:
                 return
             # Take from the best class until another class's head would rank first.
-            k -= self._take(best, min(k, int(queues[best][0][1])), now, minute)
+            k -= self._take(best, min(k, int(queues[best][0][1])), now, lat_bin)
 
-    def _take(self, c: int, want: int, now: float, minute: int) -> int:
+    def _take(self, c: int, want: int, now: float, lat_bin: int) -> int:
         """Pop ``want`` SRs from class ``c``'s head cohorts; return how many."""
         q, rec, pri = self._queues[c], self._rec, self._pri
         got = 0
@@ -259,7 +259,7 @@ class ClientState(Sender):
             cohort = q[0]
             count = int(cohort[1])
             take = min(count, want - got)
-            rec.waited(c, take, now - cohort[0], minute, c == pri)
+            rec.waited(c, take, now - cohort[0], lat_bin, c == pri)
             if c == pri:
                 self.priority_admitted += take
                 wait = now - cohort[0]

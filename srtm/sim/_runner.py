@@ -329,7 +329,7 @@ class _World:
                     s.mark(t)
         self.capacity[w] = engine.capacity
         self._active_now = False
-        minute = int(t // LATENCY_BIN)  # the latency bin
+        lat_bin = int(t // LATENCY_BIN)
         ticked = False
         if self._bulk:
             engine.tick(t)
@@ -358,11 +358,11 @@ class _World:
             if self._calm_slice(j, k, now, chunk):
                 quiet.append(k)
             else:
-                self._slice(w, k, now, minute, chunk.arrivals(j, k))
+                self._slice(w, k, now, lat_bin, chunk.arrivals(j, k))
         if len(quiet) == c.slices:
             self.quiet[w] = True
         elif quiet:
-            self._count_quietly(w, j, quiet, minute, chunk)
+            self._count_quietly(w, j, quiet, lat_bin, chunk)
         self._end(w)
 
     def _calm_slice(self, j: int, k: int, now: float, chunk: _Chunk) -> bool:
@@ -378,7 +378,9 @@ class _World:
         self.engine.admit(ids, ns, now)
         return True
 
-    def _count_quietly(self, w: int, j: int, slices: list[int], minute: int, chunk: _Chunk) -> None:
+    def _count_quietly(
+        self, w: int, j: int, slices: list[int], lat_bin: int, chunk: _Chunk
+    ) -> None:
         """Count the slices of a window that were admitted in bulk (the rest were not)."""
         pri, clients = self.c.priority_index, self.c.clients
         rec = self.rec
@@ -388,14 +390,14 @@ class _World:
                 self.admitted[u, w] += total
                 if pri >= 0 and counts[pri] and clients[u]:
                     self.priority_quiet[u] += counts[pri]
-                    rec.lat_count[minute] += counts[pri]
+                    rec.lat_count[lat_bin] += counts[pri]
                     rec.hist[0] = rec.hist.get(0, 0) + counts[pri]
 
     def _end(self, w: int) -> None:
         self.active[w] = self._active_now
         self.backlog[:, w] = self.rec.backlog
 
-    def _slice(self, w: int, k: int, now: float, minute: int, arriving: list[Arrival]) -> None:
+    def _slice(self, w: int, k: int, now: float, lat_bin: int, arriving: list[Arrival]) -> None:
         """Slice ``k`` of window ``w``, User by User: queues, pauses, decisions."""
         engine, senders, caps, busy = self.engine, self.senders, self.caps, self.busy
         cands = arriving
@@ -418,13 +420,13 @@ class _World:
             engine.admit(ids, ns, now)
         else:
             verdicts = engine.decide(ids, ns, now, w * self.c.slices + k)
-        self._settle(w, now, minute, ids, ns, verdicts)
+        self._settle(w, now, lat_bin, ids, ns, verdicts)
 
     def _settle(
         self,
         w: int,
         now: float,
-        minute: int,
+        lat_bin: int,
         ids: list[int],
         ns: list[int],
         verdicts: list[Verdict] | None,
@@ -434,7 +436,7 @@ class _World:
             verdicts = [(n, None, 0, 200) for n in ns]
         for u, n, (k, retry, reason, _status) in zip(ids, ns, verdicts, strict=True):
             s = senders[u]
-            s.settle(n, k, retry, now, minute)
+            s.settle(n, k, retry, now, lat_bin)
             offered[u, w] += n
             admitted[u, w] += k
             if k < n:
@@ -466,12 +468,12 @@ class _World:
         prio = chunk.counts[:, pri, :][:, quiet] * clients[:, None]
         self.priority_quiet += prio.sum(axis=1)
         windows = np.arange(lo, hi)[quiet]
-        minutes = (windows * self.c.window // LATENCY_BIN).astype(np.int64)
-        per_minute = np.bincount(minutes - minutes[0], weights=prio.sum(axis=0))
+        lat_bins = (windows * self.c.window // LATENCY_BIN).astype(np.int64)
+        per_minute = np.bincount(lat_bins - lat_bins[0], weights=prio.sum(axis=0))
         rec = self.rec
         for m, count in enumerate(per_minute.tolist()):
             if count:
-                rec.lat_count[minutes[0] + m] += int(count)
+                rec.lat_count[lat_bins[0] + m] += int(count)
         total = int(prio.sum())
         if total:
             rec.hist[0] = rec.hist.get(0, 0) + total
