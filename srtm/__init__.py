@@ -20,6 +20,7 @@ from srtm.identity import (
     pool_by_header,
     pool_by_path_prefix,
 )
+from srtm.lease import LeasePolicy
 from srtm.ledger import Quota, Reason
 from srtm.policy import TrafficPolicy
 
@@ -32,6 +33,7 @@ __all__ = [
     "Governor",
     "GovernorState",
     "Identity",
+    "LeasePolicy",
     "PolicyError",
     "Quota",
     "Reason",

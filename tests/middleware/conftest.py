@@ -49,5 +49,12 @@ def serve_wsgi(app: Callable[..., Any], threads: int = 16) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
-        server.close()
+        # Close every socket from the server's own loop thread: closing them from this
+        # thread while the loop sits in select() gives "Bad file descriptor" there.
+        def close_all() -> None:
+            for channel in list(server._map.values()):
+                channel.close()
+
+        server.trigger.pull_trigger(close_all)
         thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
