@@ -588,6 +588,13 @@ class GateCore:
             p.governor.set_capacity(capacity)
             p.full = -1  # a cached "pool full" may no longer hold
             if capacity > 0:
+                if p.outage_since is not None:
+                    # The clients told to wait are coming back together: stay on until
+                    # the longest wait advertised has passed, and the release hold after.
+                    hold = _OUTAGE_RETRY_MAX + p.policy.release_after * (
+                        p.policy.control_period or p.policy.window
+                    )
+                    p.governor.hold(hold)
                 p.outage_since = None
             elif p.outage_since is None:
                 p.outage_since = now

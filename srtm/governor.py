@@ -52,11 +52,24 @@ class Governor:
         self.epoch = 0
         self._above = 0
         self._below = 0
+        self._hold = 0.0  # seconds traffic management stays on whatever the demand
 
     @property
     def budget(self) -> float:
         """``threshold * capacity`` at the capacity now in force (SR/s)."""
         return self.policy.threshold * self.capacity
+
+    def hold(self, seconds: float) -> None:
+        """Engage traffic management and keep it on for at least ``seconds``.
+
+        After an outage the Users' clients are waiting out its Retry-After, so their
+        measured demand is low just before they all come back at once: released then,
+        the first to return could take the budget from those within their allocation.
+        """
+        self._hold = max(self._hold, seconds)
+        if not self.active:
+            self.active, self._above, self._below = True, 0, 0
+            self._recompute()
 
     def set_capacity(self, capacity: float) -> None:
         """Change capacity at run time (a DSP or CSP degradation); 0 stops all admission."""
@@ -76,6 +89,7 @@ class Governor:
         """
         if elapsed is None:
             elapsed = self.policy.control_period or self.policy.window
+        self._hold = max(0.0, self._hold - elapsed)
         alpha = 1.0 - (1.0 - self.policy.smoothing) ** elapsed
         latest = {user: count / seconds for user, count in offered.items()}
         demand: dict[str, float] = {}
@@ -94,7 +108,7 @@ class Governor:
                 self.active, self._above, self._below = True, 0, 0
         else:
             self._below = self._below + 1 if total < self.policy.release_ratio * self.budget else 0
-            if self._below >= self.policy.release_after:
+            if self._below >= self.policy.release_after and self._hold <= 0:
                 self.active, self._above, self._below = False, 0, 0
         self._recompute()
         return self.state()

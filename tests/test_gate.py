@@ -300,3 +300,34 @@ def test_bursty_user_is_not_taken_for_a_lower_rate_between_bursts() -> None:
             # at every quarter the estimate is at least the last full window's 60
             if second >= 1:
                 assert gate.pool("default").governor.demand["c"] >= 60
+
+
+def test_traffic_management_stays_on_after_an_outage_until_clients_are_back() -> None:
+    gate = Gate(policy(), background=False)
+    gate.set_capacity(0, now=10.0)
+    for k in range(8):
+        gate.tick(now=10.0 + k / 4)
+    pool = gate.pool("default")
+    gate.set_capacity(100, now=12.0)
+    # Nobody sends while the clients wait out the outage's Retry-After...
+    ticks = [12.0 + k / 4 for k in range(1, 80)]
+    states = []
+    for now in ticks:
+        gate.tick(now=now)
+        states.append(pool.governor.active)
+    # ...yet TM holds for the longest Retry-After advertised (10 s) plus the release
+    # hold (8 periods of 0.25 s), then releases.
+    assert False in states
+    on_for = (states.index(False) + 1) / 4
+    assert 10.0 + 2.0 - 0.5 <= on_for <= 10.0 + 2.0 + 0.5
+    # While it holds, a returning User within its allocation keeps its guarantee even
+    # if another comes back first with everything it has.
+    gate2 = Gate(policy(), background=False)
+    gate2.set_capacity(0, now=0.0)
+    gate2.tick(now=0.5)
+    gate2.set_capacity(100, now=1.0)
+    gate2.tick(now=2.0)
+    first = gate2.decide(Identity("c", "4.1"), 1000, now=2.1)
+    second = gate2.decide(Identity("a", "4.1"), 40, now=2.2)
+    assert first.admitted < 80
+    assert second.admitted == 40

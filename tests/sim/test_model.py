@@ -186,17 +186,9 @@ def test_a_small_scenario_end_to_end() -> None:
     assert r.tm_figures.drains  # the recovery was timed
 
 
-RELEASED = (
-    "core: traffic management releases while the clients wait out the outage's "
-    "Retry-After (8 quiet quarter-second recomputations), so when they return together "
-    "the first is allowed up to the budget less the others' decayed demand, and the next "
-    "is refused by the hard cap below its guarantee (measured: a got 23 of its 40 in "
-    "window 48, 98.6% over the run)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=RELEASED)
 def test_after_a_short_outage_users_within_allocation_keep_their_guarantee() -> None:
+    # Traffic management stays on after an outage until the clients told to wait are
+    # back (it used to release while they waited, and the first back took the budget).
     r = run_scenario(small(), progress=False)
     t = {u.id: u for u in r.tm_figures.users}
     assert t["a"].focus_guarantee_share == 1.0
