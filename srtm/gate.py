@@ -28,7 +28,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from srtm.governor import Governor
 from srtm.lease import Lease
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from srtm.ledger import Ledger
 
 __all__ = ["Decision", "Gate", "GateCore", "Reason", "normalise_pools"]
+
+L = TypeVar("L")
 
 log = logging.getLogger("srtm.gate")
 
@@ -222,6 +224,19 @@ class GateCore:
         self._probe_at = 0.0  # when the failed store may be tried again (0: healthy)
         self._probe_backoff = _PROBE_FIRST
         self.degraded_since: float | None = None
+
+    def ledger_per_pool(
+        self, uri_of: Callable[[TrafficPolicy], str], make: Callable[[TrafficPolicy], L]
+    ) -> dict[str, L]:
+        """One ledger per distinct storage URI, shared by the pools that name it."""
+        by_uri: dict[str, L] = {}
+        by_pool: dict[str, L] = {}
+        for name, p in self.pools.items():
+            uri = uri_of(p.policy)
+            if uri not in by_uri:
+                by_uri[uri] = make(p.policy)
+            by_pool[name] = by_uri[uri]
+        return by_pool
 
     # -- figures -------------------------------------------------------------------------
 
@@ -656,13 +671,9 @@ class Gate(GateCore):
         background: bool = True,
     ) -> None:
         super().__init__(policy, clock=clock)
-        ledgers: dict[str, Ledger] = {}
-        self._ledgers: dict[str, Ledger] = {}
-        for name, p in self.pools.items():
-            uri = p.policy.sync_storage_uri
-            if uri not in ledgers:
-                ledgers[uri] = ledger_for(p.policy)
-            self._ledgers[name] = ledgers[uri]
+        self._ledgers: dict[str, Ledger] = self.ledger_per_pool(
+            lambda policy: policy.sync_storage_uri, ledger_for
+        )
         self._shared = {n for n, led in self._ledgers.items() if not isinstance(led, MemoryLedger)}
         self.use_leases(self._shared)
         self._fallback = MemoryLedger(window=min(p.policy.window for p in self.pools.values()))

@@ -37,13 +37,9 @@ class AsyncGate(GateCore):
         background: bool = True,
     ) -> None:
         super().__init__(policy, clock=clock)
-        ledgers: dict[str, Ledger] = {}
-        self._ledgers: dict[str, Ledger] = {}
-        for name, p in self.pools.items():
-            uri = p.policy.async_storage_uri
-            if uri not in ledgers:
-                ledgers[uri] = ledger_for(p.policy)
-            self._ledgers[name] = ledgers[uri]
+        self._ledgers: dict[str, Ledger] = self.ledger_per_pool(
+            lambda policy: policy.async_storage_uri, ledger_for
+        )
         self._shared = {n for n, led in self._ledgers.items() if not isinstance(led, MemoryLedger)}
         self.use_leases(self._shared)
         self._fallback = MemoryLedger(window=min(p.policy.window for p in self.pools.values()))
