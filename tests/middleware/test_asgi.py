@@ -87,9 +87,11 @@ def check_flood_outcome(a: load.Tally, b: load.Tally, c: load.Tally, expect_stat
     assert isinstance(body["retry_after"], int)
     assert body["retry_after"] >= 1
     # ...and held to about its fair share: its 10 plus what a and b leave of the budget,
-    # 80 - 30 - 20 = 30 SR/s. Per window after the first two, allow slack for window edges.
-    for count in load.per_second(c.admitted_at, start, 6)[2:5]:
-        assert count <= 30 + 10
+    # 80 - 30 - 20 = 30 SR/s. Seconds here are not the gate's windows, and when a or b
+    # fall behind their pace on a loaded machine c's limit rises for the rest of that
+    # window (work-conserving) and is not taken back: so the bound is on three seconds
+    # together, with one extra window's worth of slack. Unthrottled it would be ~700/s.
+    assert sum(load.per_second(c.admitted_at, start, 6)[2:5]) <= 3 * 30 + 40
     assert c.rate_limit_seen > 0
     assert a.rate_limit_seen > 0
 

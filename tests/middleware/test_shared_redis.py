@@ -42,10 +42,11 @@ def test_two_asgi_nodes_share_one_allocation(redis_db: str) -> None:
     a, b, c = tallies["a"], tallies["b"], tallies["c"]
     start = min(a.sent_at[0], b.sent_at[0], c.sent_at[0])
     # One global fair share for c: 10 + (80 - 30 - 20) = 30 a window across both nodes.
-    # Two separate allocations would let it have about 60. Slack of 10 for window edges
-    # and for the quarter-second between recomputations.
-    per_window = load.per_second(c.admitted_at, start, 6)[2:5]
-    assert all(count <= 40 for count in per_window), per_window
+    # Two separate allocations would let it have about 60 a second (180 in three). The
+    # slack (one window's worth over three seconds) covers window edges and limits that
+    # rise mid-window when a or b fall behind their pace on a loaded machine.
+    per_second = load.per_second(c.admitted_at, start, 6)[2:5]
+    assert sum(per_second) <= 3 * 30 + 40, per_second
     assert c.statuses[429] > 100
     for tally in (a, b):
         late_sent = [t for t in tally.sent_at if t - start >= 2]
