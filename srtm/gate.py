@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from srtm.governor import Governor
 from srtm.lease import Lease
-from srtm.ledger import MemoryLedger, Outcome, Quota, Reason, ledger_for
+from srtm.ledger import MemoryLedger, Outcome, Quota, Reason, ledger_for, room
 from srtm.policy import TrafficPolicy, parse_duis_version
 
 if TYPE_CHECKING:
@@ -426,14 +426,7 @@ class GateCore:
         reset = math.ceil(to_reset - 1e-9)
         if reset < 1:
             reset = 1
-        used, total = outcome.used, outcome.total
-        remaining = min(
-            quota.limit - used,
-            quota.cap - total,
-            max(quota.budget - total, quota.guarantee - used),
-        )
-        if remaining < 0:
-            remaining = 0
+        remaining = room(outcome.used, outcome.total, quota)
         limit = quota.limit if quota.limit > 0 else 0
         admitted = outcome.admitted
         if admitted >= n:
@@ -647,13 +640,6 @@ class GateCore:
         return {"degraded": self.degraded_since is not None, "pools": pools}
 
 
-def _room(used: int, total: int, quota: Quota) -> tuple[int, int]:
-    """(requests this User may still have admitted in the window, the pool's room)."""
-    pool_room = quota.cap - total
-    room = min(quota.limit - used, pool_room, max(quota.budget - total, quota.guarantee - used))
-    return max(room, 0), max(pool_room, 0)
-
-
 def _speaks_429(version: str | None, policy: TrafficPolicy) -> bool:
     parsed = _version(version) if version else None
     threshold = _version(policy.duis_429_from)
@@ -692,9 +678,7 @@ class Gate(GateCore):
         window = math.floor(now / p.window)
         user = identity.user
         if p.name not in self._shared:  # counted in this process: no round trip to save
-            quota = p.quotas.get(user) if p.quotas_epoch == p.governor.epoch else None
-            if quota is None:
-                quota = self.quota_for(p, user)
+            quota = self.quota_for(p, user)
             if p.full == window or user in p.refused:
                 cached = self.cached(p, user, window, quota)
                 if cached is not None:

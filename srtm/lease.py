@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from srtm._errors import PolicyError
-from srtm.ledger import Reason
+from srtm.ledger import grant_count, room
 
 if TYPE_CHECKING:
     from srtm.ledger import Quota
@@ -84,36 +84,6 @@ class LeasePolicy:
             return n
         expected = math.ceil(rate * min(self.horizon, seconds_left))
         return max(n, min(self.size, expected))
-
-
-def grant_count(n: int, want: int, used: int, total: int, quota: Quota) -> tuple[int, Reason]:
-    """How many of ``want`` admissions to grant when ``n`` (<= want) are needed now.
-
-    The grant is :func:`srtm.ledger.admit_count` of ``want``; the reason speaks for the
-    ``n`` requests at hand: ADMITTED when all of them are covered.
-    """
-    k = min(
-        want,
-        quota.limit - used,
-        quota.cap - total,
-        max(quota.budget - total, quota.guarantee - used),
-    )
-    k = max(k, 0)
-    if k >= n:
-        return k, Reason.ADMITTED
-    if total + k >= quota.cap:
-        return k, Reason.CAPACITY
-    return k, Reason.USER
-
-
-def room(used: int, total: int, quota: Quota) -> int:
-    """Requests a User may still have admitted in the window on these counts."""
-    r = min(
-        quota.limit - used,
-        quota.cap - total,
-        max(quota.budget - total, quota.guarantee - used),
-    )
-    return r if r > 0 else 0
 
 
 class Lease:

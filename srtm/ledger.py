@@ -35,8 +35,10 @@ __all__ = [
     "Reason",
     "RedisLedger",
     "admit_count",
+    "grant_count",
     "ledger_for",
     "redis_keys",
+    "room",
 ]
 
 #: The pool total's field in the admitted hash (User IDs are never empty).
@@ -71,25 +73,39 @@ class Outcome:
     total: int  # the pool's admitted count in the window, after
 
 
-def admit_count(n: int, used: int, total: int, quota: Quota) -> tuple[int, Reason]:
-    """How many of ``n`` requests to admit given the counts so far.
+def room(used: int, total: int, quota: Quota) -> int:
+    """Requests a User may still have admitted in the window on these counts.
 
-    Admitting one at a time, a request goes through while the User is under its limit,
-    the pool under its cap, and either the pool under its budget or the User under its
-    guarantee. Once the admitted total reaches the budget within a window, traffic
-    management is in force for that window even before the governor has seen it: a
-    flood is stopped at the threshold, not at capacity.
+    A request goes through while the User is under its limit, the pool under its cap,
+    and either the pool under its budget or the User under its guarantee. Once the
+    admitted total reaches the budget within a window, traffic management is in force
+    for that window even before the governor has seen it: a flood is stopped at the
+    threshold, not at capacity.
     """
-    k = min(
-        n, quota.limit - used, quota.cap - total, max(quota.budget - total, quota.guarantee - used)
+    r = min(
+        quota.limit - used, quota.cap - total, max(quota.budget - total, quota.guarantee - used)
     )
-    k = max(k, 0)
-    if k == n:
+    return r if r > 0 else 0
+
+
+def grant_count(n: int, want: int, used: int, total: int, quota: Quota) -> tuple[int, Reason]:
+    """How many of ``want`` admissions to grant when ``n`` (<= want) are needed now.
+
+    More than ``n`` is a lease (:mod:`srtm.lease`); the reason speaks for the ``n``
+    requests at hand: ADMITTED when all of them are covered.
+    """
+    k = min(want, room(used, total, quota))
+    if k >= n:
         return k, Reason.ADMITTED
     # A full pool is full for everyone: that refusal is the system's, whatever the User did.
     if total + k >= quota.cap:
         return k, Reason.CAPACITY
     return k, Reason.USER
+
+
+def admit_count(n: int, used: int, total: int, quota: Quota) -> tuple[int, Reason]:
+    """How many of ``n`` requests to admit given the counts so far (see :func:`room`)."""
+    return grant_count(n, n, used, total, quota)
 
 
 def redis_keys(pool: str, window: int) -> tuple[str, str]:
@@ -99,7 +115,7 @@ def redis_keys(pool: str, window: int) -> tuple[str, str]:
 
 # The twin of admit_count, plus counting the offered requests, in one round trip. With
 # an 8th argument ``want`` (>= n) it grants up to ``want`` admissions at once, a lease
-# (srtm.lease.grant_count is its twin); the reason speaks for the n requests at hand.
+# (grant_count is its twin); the reason speaks for the n requests at hand.
 # A 9th, ``earlier``, adds offered requests this node decided locally since (served
 # from its last block, or refused from its cache), so they reach the store now.
 # KEYS: offered hash, admitted hash.
@@ -288,11 +304,7 @@ class RedisLedger:
         self._ttl = ttl_for(window)
 
     def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
-        k, reason, used, total = self._take(
-            keys=redis_keys(pool, window),
-            args=[user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, self._ttl],
-        )
-        return Outcome(int(k), Reason(int(reason)), int(used), int(total))
+        return self.grant(pool, window, user, n, n, quota)
 
     def grant(
         self,

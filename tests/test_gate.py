@@ -67,20 +67,15 @@ def test_throttled_status_depends_on_duis_version() -> None:
     gate = Gate(policy(), background=False)
     for s in range(2):
         run_second(gate, s, {"a": 10, "c": 500})
-    new = gate.decide(Identity("c", "4.1"), now=2.95)
-    newer = gate.decide(Identity("c", "5.0"), now=2.95)
-    old = gate.decide(Identity("c", "3.2"), now=2.95)
-    unknown = gate.decide(Identity("c", None), now=2.95)
-    garbage = gate.decide(Identity("c", "banana"), now=2.95)
-    run_second(gate, 3, {"c": 500})
-    assert [d.status for d in (new, newer, old, unknown, garbage)] == [200] * 5 or True
-    refused = gate.decide(Identity("c", "4.1"), now=3.99)
+    run_second(gate, 2, {"c": 500})
+    refused = gate.decide(Identity("c", "4.1"), now=2.99)
     assert refused.status == 429
     assert refused.reason is Reason.USER
-    assert gate.decide(Identity("c", "3.2"), now=3.99).status == 503
-    assert gate.decide(Identity("c", None), now=3.99).status == 503
-    assert gate.decide(Identity("c", "x.y"), now=3.99).status == 503
-    assert gate.decide(Identity("c", "4.1"), now=3.99).retry_after == 1
+    assert gate.decide(Identity("c", "5.0"), now=2.99).status == 429
+    assert gate.decide(Identity("c", "3.2"), now=2.99).status == 503
+    assert gate.decide(Identity("c", None), now=2.99).status == 503
+    assert gate.decide(Identity("c", "banana"), now=2.99).status == 503
+    assert gate.decide(Identity("c", "4.1"), now=2.99).retry_after == 1
 
 
 def test_retry_after_is_when_the_user_is_next_admitted() -> None:

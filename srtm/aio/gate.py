@@ -57,9 +57,7 @@ class AsyncGate(GateCore):
         window = math.floor(now / p.window)
         user = identity.user
         if p.name not in self._shared:  # counted in this process: no round trip to save
-            quota = p.quotas.get(user) if p.quotas_epoch == p.governor.epoch else None
-            if quota is None:
-                quota = self.quota_for(p, user)
+            quota = self.quota_for(p, user)
             if p.full == window or user in p.refused:
                 cached = self.cached(p, user, window, quota)
                 if cached is not None:

@@ -94,12 +94,7 @@ class RedisLedger:
         self._ttl = ttl_for(window)
 
     async def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
-        reply = await self._take(
-            keys=list(redis_keys(pool, window)),
-            args=[user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, self._ttl],
-        )
-        k, reason, used, total = cast(list[int], reply)
-        return Outcome(int(k), Reason(int(reason)), int(used), int(total))
+        return await self.grant(pool, window, user, n, n, quota)
 
     async def grant(
         self,
