@@ -198,7 +198,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, ModuleType | None]:
     return parser, sim
 
 
+def _missing_extra(command: str, *modules: str) -> bool:
+    """Say which extra to install when ``command`` cannot run here; True if one is missing."""
+    from srtm._extras import MissingExtraError, require
+
+    try:
+        require(f"srtm {command}", "demo", *modules)
+    except MissingExtraError as exc:
+        print(f"srtm {command}: error: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if _missing_extra("demo", "uvicorn", "rich", "matplotlib"):
+        return 2
     from rich.console import Console
 
     from srtm.demo import DemoConfig, DemoConfigError, run_demo
@@ -241,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return _demo(parser, args)
     if args.command == "simulate":
+        if _missing_extra("simulate", "rich", "matplotlib"):
+            return 2
         if sim is None:
             print(
                 "srtm simulate: error: simulate is not available in this build "

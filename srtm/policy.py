@@ -29,11 +29,19 @@ SUPPORTED_SCHEMES = frozenset(
 
 
 def parse_duis_version(text: str) -> tuple[int, ...] | None:
-    """``"4.1"`` -> ``(4, 1)``; anything that is not dotted digits -> None."""
+    """``"4.1"`` -> ``(4, 1)``; anything that is not dotted ASCII digits -> None.
+
+    ``str.isdigit`` alone accepts characters ``int`` refuses (``"\xb9"``, superscript
+    one, a legal obs-text byte in a header), so the check is ASCII digits only.
+    """
     parts = text.strip().split(".")
-    if not parts or len(parts) > 4 or not all(p.isdigit() and len(p) <= 4 for p in parts):
+    if not parts or len(parts) > 4 or not all(_ascii_digits(p) and len(p) <= 4 for p in parts):
         return None
     return tuple(int(p) for p in parts)
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _rate(name: str, value: object, *, positive: bool = False) -> float:
@@ -163,6 +171,13 @@ class TrafficPolicy:
                 f"scheme {scheme!r} is not supported: use one of "
                 + ", ".join(f"'{s}://'" for s in sorted(SUPPORTED_SCHEMES)),
             )
+        if scheme != "memory":
+            from srtm._extras import MissingExtraError, require
+
+            try:
+                require(f"storage {scheme!r}", "redis", "redis")
+            except MissingExtraError as exc:
+                raise PolicyError("storage", str(exc)) from exc
 
     @property
     def scheme(self) -> str:
