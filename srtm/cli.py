@@ -65,7 +65,10 @@ or the demo could not run, 2 for bad arguments.
 
 
 def _demo_description() -> str:
-    from srtm.demo._config import DemoConfig
+    try:
+        from srtm.demo._config import DemoConfig
+    except ImportError:  # the demo extra is not installed; `srtm demo` will say so
+        return "Run a live gateway and clients (needs: pip install 'srtm[demo]')."
 
     cfg = DemoConfig()
     return _DEMO_DESCRIPTION.format(
@@ -169,7 +172,9 @@ def _sim_cli() -> ModuleType | None:
     try:
         return importlib.import_module("srtm.sim.cli")
     except ModuleNotFoundError as exc:
-        if exc.name in {"srtm.sim", "srtm.sim.cli"}:
+        # srtm.sim left out of a build, or its extra (numpy, matplotlib, rich) not installed:
+        # `srtm simulate` then says which. A bug inside srtm itself is raised.
+        if exc.name in {"srtm.sim", "srtm.sim.cli"} or not (exc.name or "srtm").startswith("srtm"):
             return None
         raise
 
@@ -255,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return _demo(parser, args)
     if args.command == "simulate":
-        if _missing_extra("simulate", "rich", "matplotlib"):
+        if _missing_extra("simulate", "numpy", "matplotlib", "rich"):
             return 2
         if sim is None:
             print(
