@@ -1,15 +1,18 @@
 """A plain ``pip install srtm`` in a fresh venv: the core only, and clear words for extras.
 
 A gateway that embeds the middleware must not pull a plotting stack, a web server or
-two Redis clients. This builds the package from this checkout into a new virtual
-environment (pip, as a user would) and looks at what it got.
+two Redis clients. This builds the sdist and wheel from this checkout as a release
+would (``python -m build``), checks them (``twine check``), installs the wheel into a
+new virtual environment and looks at what it got.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -30,25 +33,70 @@ NOT_IN_CORE = [
 
 
 @pytest.fixture(scope="module")
-def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new venv with ``pip install <this checkout>`` and nothing else; its python."""
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and the wheel, built from this checkout as a release would be."""
+    out = tmp_path_factory.mktemp("dist")
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=_clean_env(),
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    log = built.stdout + built.stderr
+    # setuptools announces what it will stop supporting (a license table, say) this way.
+    assert "Deprecat" not in log, log
+    return out
+
+
+@pytest.fixture(scope="module")
+def plain_venv(tmp_path_factory: pytest.TempPathFactory, dist: Path) -> Path:
+    """A new venv with the built wheel installed, as ``pip install srtm`` would; its python."""
     where = tmp_path_factory.mktemp("plain-venv")
     venv.EnvBuilder(with_pip=True, clear=True).create(where)
     python = where / "bin" / "python"
-    # Built from a copy of the tree would be slower and no truer: pip builds a wheel
-    # from the source directory, exactly what `pip install .` does for a user.
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PIP_USER"}}
+    (wheel,) = dist.glob("srtm-*.whl")
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
         check=True,
-        env=env,
+        env=_clean_env(),
         timeout=600,
     )
     return python
 
 
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PIP_USER"}}
+
+
+def test_the_distributions_pass_twine_check(dist: Path) -> None:
+    files = sorted(str(p) for p in dist.iterdir())
+    assert len(files) == 2, files  # one sdist, one wheel
+    check = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_wheel_carries_the_license_and_the_type_marker(dist: Path) -> None:
+    (wheel,) = dist.glob("srtm-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "srtm/py.typed" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    assert "License-Expression: Apache-2.0" in meta
+    assert "Classifier: Typing :: Typed" in meta
+
+
 def _run(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = _clean_env()
     # Run from an empty folder so the checkout itself is not on sys.path.
     return subprocess.run(
         [str(python), *args],
