@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import prometheus_client
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from srtm import Gate, Identity, PolicyError, TrafficPolicy
@@ -99,6 +101,42 @@ def test_counts_equal_the_requests_sent_per_outcome() -> None:
     got = requests(scrape(metrics))
     assert got == sent
     assert sum(got.values()) == 4 * 30 * 4 + 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shadow=st.booleans(),
+    sends=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "x1", "x2", "x3"]),
+            st.integers(min_value=1, max_value=12),  # requests in one decision
+            st.floats(min_value=0.0, max_value=0.099),  # advance of the clock
+        ),
+        max_size=120,
+    ),
+)
+def test_every_request_sent_is_counted_once(
+    shadow: bool, sends: list[tuple[str, int, float]]
+) -> None:
+    gate = Gate(policy(shadow=shadow), background=False)
+    metrics = GatewayMetrics(gate)
+    sent: Counter[tuple[str, str, str]] = Counter()
+    now, ticked = 0.0, -1
+    for user, n, step in sends:
+        now += step
+        if math.floor(now / 0.25) > ticked:  # the governor's control period
+            ticked = math.floor(now / 0.25)
+            gate.tick(now=now)
+        d = gate.decide(Identity(user, "4.1"), n, now=now)
+        metrics.observe(d, 0.0001)
+        label = user if user in ALLOCATIONS else OTHER
+        if d.admitted:
+            sent["default", label, "admitted"] += d.admitted
+        if d.admitted < n:
+            sent["default", label, expected_outcome(d)] += n - d.admitted
+    got = requests(scrape(metrics))
+    assert got == sent
+    assert sum(got.values()) == sum(n for _, n, _ in sends)
 
 
 def test_every_series_exists_at_zero_before_the_first_request() -> None:
