@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -349,6 +350,32 @@ def test_render_speaks_openmetrics_when_asked() -> None:
     text, plain = metrics.render()
     assert plain.startswith("text/plain")
     assert not text.endswith(b"# EOF\n")
+
+
+def test_served_over_http_by_prometheus_clients_own_server() -> None:
+    """The recipe of docs/operations.md: a real scrape over HTTP."""
+    gate = Gate(policy(), background=False)
+    metrics = GatewayMetrics(gate)
+    metrics.observe(gate.decide(Identity("a", "4.1"), now=0.5), 0.0001)
+    server, thread = prometheus_client.start_http_server(
+        0, addr="127.0.0.1", registry=metrics.registry
+    )
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            body = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    admitted = [
+        s.value
+        for s in families["srtm_requests"].samples
+        if s.name == "srtm_requests_total" and s.labels["outcome"] == "admitted"
+    ]
+    assert sorted(admitted) == [0.0, 0.0, 1.0]  # a, b, _other: only a sent, once
+    assert families["srtm_capacity"].samples[0].value == 10.0
 
 
 def test_registers_on_any_registry_and_refuses_a_clash() -> None:
