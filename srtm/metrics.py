@@ -164,8 +164,9 @@ class GatewayMetrics(Collector):
             self.registry.register(self)
         except ValueError as exc:  # prometheus-client's duplicated-timeseries error
             raise ValueError(
-                f"{exc}: another GatewayMetrics with namespace {namespace!r} is registered "
-                "there; unregister() it first, or use another registry or namespace"
+                f"{exc}: these names are taken on that registry (another GatewayMetrics "
+                f"with namespace {namespace!r}?); unregister() it first, or use another "
+                "registry or namespace"
             ) from exc
 
     def _make_series(self, pool: str, user: str) -> _Series:
