@@ -33,7 +33,8 @@ def assert_refusal(response: httpx.Response, status: int, user: str) -> None:
     """A refusal as DESIGN.md says: status, Retry-After in whole seconds >= 1, a JSON body."""
     assert response.status_code == status, (response.status_code, response.text)
     retry_after = response.headers["Retry-After"]
-    assert retry_after.isdigit() and int(retry_after) >= 1, retry_after
+    assert retry_after.isdigit(), retry_after
+    assert int(retry_after) >= 1
     body = response.json()
     assert body["user"] == user
     assert body["retry_after"] == int(retry_after)
@@ -47,10 +48,12 @@ def check_gateway(url: str) -> None:
         assert ok.status_code == 200, ok.text
         # The app saw the User srtm admitted, and the RateLimit fields were added.
         assert ok.json() == {"accepted": True, "user": SUPPLIER_A, "bytes": len(SR)}
-        assert "ratelimit" in ok.headers and "ratelimit-policy" in ok.headers
+        assert "ratelimit" in ok.headers
+        assert "ratelimit-policy" in ok.headers
 
         probe = http.get("/health")  # exempt: no identity needed
-        assert probe.status_code == 200 and probe.json() == {"status": "ok"}
+        assert probe.status_code == 200
+        assert probe.json() == {"status": "ok"}
 
         anonymous = http.post("/sr", content=SR)
         assert anonymous.status_code == 401

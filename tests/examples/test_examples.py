@@ -22,7 +22,8 @@ def test_asgi_example_on_uvicorn(app: str, port: int) -> None:
     with run_example(uvicorn(app, port), [port], example_env()) as server:
         check_gateway(server.url)
         log = server.stop()
-    assert SHUTDOWN_DONE in log and NO_LIFESPAN not in log, log
+    assert SHUTDOWN_DONE in log, log
+    assert NO_LIFESPAN not in log, log
 
 
 def test_flask_example_on_waitress(port: int) -> None:
