@@ -42,12 +42,12 @@ def main() -> int:
     lock = threading.Lock()
     reads_done = 0
 
-    def on_event(event: ClientEvent) -> None:  # called from the client's own thread
+    def on_event(event: ClientEvent) -> None:  # called from the client's threads: lock
         nonlocal reads_done
-        if isinstance(event, UserPaused):
-            print(f"paused {event.pause:.2f} s after a {event.status_code}", flush=True)
-        elif isinstance(event, SRSettled) and event.sr.variant == "4.8.1":
-            with lock:
+        with lock:
+            if isinstance(event, UserPaused):
+                print(f"paused {event.pause:.2f} s after a {event.status_code}", flush=True)
+            elif isinstance(event, SRSettled) and event.sr.variant == "4.8.1":
                 reads_done += 1
 
     with ServiceRequestClient(
@@ -59,8 +59,9 @@ def main() -> int:
         ]
         top_up = client.send(ServiceRequest(variant="2.2", body=b"<Request/>", path="/sr"))
         with lock:
-            before = reads_done
-        print(f"top-up: {top_up.status_code}, answered before {count - before} queued reads")
+            print(
+                f"top-up: {top_up.status_code}, answered before {count - reads_done} queued reads"
+            )
         statuses = Counter(read.result().status_code for read in reads)
     print("reads: " + ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items())))
     return 0 if top_up.status_code == 200 and statuses == Counter({200: count}) else 1
