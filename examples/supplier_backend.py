@@ -59,8 +59,9 @@ def main() -> int:
         ]
         top_up = client.send(ServiceRequest(variant="2.2", body=b"<Request/>", path="/sr"))
         with lock:
+            ahead_of = count - reads_done
             print(
-                f"top-up: {top_up.status_code}, answered before {count - reads_done} queued reads"
+                f"top-up: {top_up.status_code}, answered ahead of {ahead_of} of the {count} reads"
             )
         statuses = Counter(read.result().status_code for read in reads)
     print("reads: " + ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items())))

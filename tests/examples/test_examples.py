@@ -177,7 +177,7 @@ def test_supplier_backend_honours_throttling_and_sends_the_top_up_first(port: in
     for pause in pauses_seen:
         assert pause.group(2) in {"429", "503"}
         assert float(pause.group(1)) >= 1.0  # Retry-After is at least 1 s, and a floor
-    top_up = re.search(r"^top-up: 200, answered before (\d+) queued reads$", output, re.M)
+    top_up = re.search(r"^top-up: 200, answered ahead of (\d+) of the 30 reads$", output, re.M)
     assert top_up is not None, output
     assert int(top_up.group(1)) > 0
     assert "reads: 30 x 200" in output
