@@ -81,7 +81,8 @@ class DemoConfig:
     its fair share (computed after the fact from each window's measured demand; the
     gate decides on estimates a fraction of a window old, and a window's admissions are
     never taken back when a later recomputation lowers a limit) plus one request per
-    window for rounding, and no window admitted more than capacity.
+    window for rounding, traffic management was on for the flood only (off before it,
+    off again before the run ended), and no window admitted more than capacity.
     """
 
     duration: float = 30.0

@@ -355,24 +355,36 @@ def analyse(
         )
     )
 
-    # 5. Traffic management: off until the incident, on during it.
+    # 5. Traffic management: off until the incident, on during it, off again after it
+    # (within the run: a TM still on at the end was not engaged "for the incident only").
     before = [a for a, _ in intervals if a < config.amok_start]
     during = [a for a, b in intervals if a < config.amok_end and b > config.amok_start]
+    after = [a for a, _ in intervals if a >= config.amok_end]
     f["tm_engaged_at"] = round(during[0], 2) if during else None
     ends = [b for a, b in intervals if b > config.amok_start]
     f["tm_released_at"] = round(ends[-1], 2) if ends and ends[-1] < config.duration else None
+    released = bool(during) and f["tm_released_at"] is not None
+    problems = (
+        ([] if during else ["never engaged during the flood"])
+        + ([f"on before the flood, at {before[0]:.1f} s"] if before else [])
+        + ([f"on after the flood, at {after[0]:.1f} s"] if after else [])
+        + (
+            [
+                f"still on when the run ended at {config.duration:.0f} s, "
+                f"{config.duration - config.amok_end:.1f} s after the flood stopped"
+            ]
+            if during and not released
+            else []
+        )
+    )
     checks.append(
         Check(
             "traffic management engaged for the incident only",
-            not before and bool(during),
-            (f"off before the flood, on at {during[0]:.1f} s" if during and not before else "")
-            + ("" if during else "never engaged during the flood")
-            + (f"; on before the flood, at {before[0]:.1f} s" if before else "")
-            + (
-                f", off again at {f['tm_released_at']:.1f} s"
-                if f["tm_released_at"] is not None
-                else ""
-            ),
+            not problems,
+            "; ".join(problems)
+            if problems
+            else f"off before the flood, on at {during[0]:.1f} s, "
+            f"off again at {f['tm_released_at']:.1f} s",
         )
     )
 

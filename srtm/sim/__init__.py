@@ -10,7 +10,7 @@ both and, given ``out``, writes plots, ``summary.json`` and ``table.md``::
 
     from srtm.sim import run_scenario
 
-    result = run_scenario("dsp-outage", scale=0.1, out="out/simulate")
+    result = run_scenario("dsp-outage", scale=0.1, out="srtm-simulate")
     result.print()
     result.tm_figures.well_behaved_share   # guarantee delivered to well-behaved Users
 

@@ -75,12 +75,23 @@ def _load_module(name: str, where: str) -> Any:
 
 
 def prepare_output(out: str | os.PathLike[str]) -> Path:
-    """Create the output folder if need be and check it can be written, else OutputError."""
+    """Create the output folder if need be and check it can be written, else OutputError.
+
+    Only the last folder is created: its parent must exist, as for ``srtm demo --out``,
+    so a mistyped path fails clearly instead of growing folders somewhere unexpected
+    (``/no/such/dir`` would otherwise appear at the filesystem root).
+    """
     path = Path(out)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(exist_ok=True)
     except FileExistsError as exc:
         raise OutputError(str(path), "it exists and is not a folder") from exc
+    except FileNotFoundError as exc:
+        raise OutputError(
+            str(path),
+            f"the folder {str(path.parent)!r} does not exist "
+            "(only the last folder of the path is created: make the others first)",
+        ) from exc
     except OSError as exc:
         raise OutputError(str(path), exc.strerror or str(exc)) from exc
     if not path.is_dir():

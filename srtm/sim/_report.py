@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from srtm.sim._metrics import RunFigures, UserFigures, clock
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from rich.console import Console
     from rich.table import Table
@@ -292,22 +292,53 @@ def render(result: Result, console: Console | None = None, *, all_users: bool = 
     if result.scenario.description:
         console.print(result.scenario.description, style="dim")
     header, rows = table_rows(result, all_users=all_users, compact=True)
-    users = Table(
-        title="per User (guarantee: share of min(offered, allocation) delivered, focus span)",
-        title_justify="left",
-        header_style="bold",
-    )
-    for i, name in enumerate(header):
-        users.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for i, row in enumerate(rows):
-        users.add_row(
-            *row, end_section=i == len(rows) - 2, style="bold" if i == len(rows) - 1 else ""
-        )
-    console.print(users)
+    title = "per User (guarantee: share of min(offered, allocation) delivered, focus span)"
+    whole = _users_table(Table, title, header, rows, range(len(header)))
+    if _natural_width(console, whole) <= console.width or not console.is_terminal:
+        _print_uncut(console, whole)  # piped: one table at its natural width, never cut
+    else:
+        # A narrow terminal: the two sides one above the other rather than cells cut to "4.0…".
+        sides = (("with traffic management", range(6)), ("without (FCFS)", (0, 6, 7, 8)))
+        for side, columns in sides:
+            _print_uncut(console, _users_table(Table, f"{title}, {side}", header, rows, columns))
     console.print("[dim]* well-behaved Users only (culprits left out)[/dim]")
     console.print(_totals(result, Table))
     if result.files:
         console.print("wrote " + ", ".join(str(p) for p in result.files), style="dim")
+
+
+def _users_table(
+    table_type: type[Table],
+    title: str,
+    header: list[str],
+    rows: list[list[str]],
+    columns: Iterable[int],
+) -> Table:
+    picked = list(columns)
+    users = table_type(title=title, title_justify="left", header_style="bold")
+    for i in picked:
+        users.add_column(header[i], justify="left" if i == 0 else "right", no_wrap=True)
+    for n, row in enumerate(rows):
+        users.add_row(
+            *(row[i] for i in picked),
+            end_section=n == len(rows) - 2,
+            style="bold" if n == len(rows) - 1 else "",
+        )
+    return users
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(max_width=10_000), table).maximum
+
+
+def _print_uncut(console: Console, table: Table) -> None:
+    """Print ``table`` at its natural width when the console is narrower: never cut a cell."""
+    need = _natural_width(console, table)
+    if need > console.width:
+        table.width = need
+    console.print(table, crop=False)
 
 
 def _totals(result: Result, table_type: type[Table]) -> Table:

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_OUT", "add_parser", "build_parser", "main"]
 
-DEFAULT_OUT = "out/simulate"
+#: In the current folder, as ``srtm demo`` writes ``./srtm-demo.png``; created if missing
+#: (only the last folder of any --out is created: its parent must exist).
+DEFAULT_OUT = "srtm-simulate"
 
 DESCRIPTION = """\
 Run traffic scenarios on a virtual clock through the gateway's own engine (the policy,
@@ -83,7 +85,8 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--out",
         default=DEFAULT_OUT,
         metavar="DIR",
-        help=f"folder for the plots, summary.json and table.md (default: {DEFAULT_OUT})",
+        help="folder for the plots, summary.json and table.md; created if missing, but the "
+        f"folder it is in must exist (default: ./{DEFAULT_OUT})",
     )
     parser.add_argument(
         "--scale",

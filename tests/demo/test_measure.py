@@ -72,7 +72,13 @@ def test_a_window_over_capacity_fails() -> None:
 
 @pytest.mark.parametrize(
     ("tm", "why"),
-    [(None, "never engaged during the flood"), ((1.0, 9.0), "on before the flood, at 1.0 s")],
+    [
+        (None, "never engaged during the flood"),
+        ((1.0, 9.0), "on before the flood, at 1.0 s"),
+        # On for the flood but never released within the run: not "for the incident only".
+        ((3.25, 10.0), "still on when the run ended at 10 s, 3.0 s after the flood stopped"),
+        ((7.5, 9.0), "on after the flood, at 7.5 s"),
+    ],
 )
 def test_traffic_management_must_engage_for_the_incident_only(
     tm: tuple[float, float] | None, why: str
@@ -80,6 +86,15 @@ def test_traffic_management_must_engage_for_the_incident_only(
     report = Run(tm=tm).analyse()
     assert failed(report) == {"traffic management engaged for the incident only"}
     assert why in report.verdict
+
+
+def test_traffic_management_released_after_the_flood_is_reported() -> None:
+    report = Run(tm=(3.25, 9.0)).analyse()
+    (check,) = [c for c in report.checks if c.name.startswith("traffic management")]
+    assert check.passed
+    assert check.detail == "off before the flood, on at 3.2 s, off again at 9.0 s"
+    assert report.figures["tm_released_at"] == 9.0
+    assert Run(tm=(3.25, 10.0)).analyse().figures["tm_released_at"] is None
 
 
 def test_a_top_up_refused_once_fails() -> None:

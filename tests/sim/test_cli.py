@@ -58,6 +58,29 @@ def test_unwritable_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_a_missing_parent_folder_is_refused_not_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As ``srtm demo --out``: a mistyped path must not grow folders (``/no/such/dir``).
+    target = tmp_path / "no" / "such" / "dir"
+    assert run(["runaway-user", "--no-progress", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("srtm simulate: cannot write the output folder")
+    assert f"the folder {str(target.parent)!r} does not exist" in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_last_output_folder_is_created(tmp_path: Path) -> None:
+    out = tmp_path / "fresh"
+    assert run(["runaway-user", "--scale", "0.01", "--no-progress", "--out", str(out)]) == 0
+    assert (out / "runaway-user" / "summary.json").is_file()
+
+
+def test_the_default_output_folder_is_in_the_current_folder() -> None:
+    args = build_parser().parse_args([])
+    assert args.out == "srtm-simulate"
+
+
 def test_a_run_prints_the_tables_and_writes_plots_json_and_markdown(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -66,6 +89,7 @@ def test_a_run_prints_the_tables_and_writes_plots_json_and_markdown(
     )
     out = capsys.readouterr().out
     assert "denial-of-service" in out
+    assert "…" not in out.split("* well-behaved Users only")[0]  # piped: no cell cut short
     assert "Jain" in out
     assert "Supplier S20 (culprit)" in out
     folder = tmp_path / "denial-of-service"

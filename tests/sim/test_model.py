@@ -239,8 +239,13 @@ def test_output_folder_problems_are_clear(tmp_path: Path) -> None:
         prepare_output(blocker)
     with pytest.raises(OutputError, match="cannot write the output folder"):
         prepare_output(blocker / "below")
-    made = prepare_output(tmp_path / "new" / "deeper")
+    # Only the last folder is created (as ``srtm demo --out``): a mistyped path fails.
+    with pytest.raises(OutputError, match=r"the folder .*new' does not exist"):
+        prepare_output(tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()
+    made = prepare_output(tmp_path / "new")
     assert made.is_dir()
+    assert prepare_output(tmp_path / "new") == made  # an existing folder is fine
 
 
 def test_priority_classes_are_the_clients_own() -> None:
