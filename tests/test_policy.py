@@ -16,9 +16,13 @@ def test_defaults_and_derived_figures() -> None:
     assert policy.budget == pytest.approx(0.8 * 1350)
     assert policy.guarantee("a") == 400
     assert policy.guarantee("b") == 50  # lifted to the floor
-    assert policy.guarantee("unknown") == 50  # default 0, floor 50
+    # Unnamed Users hold nothing alone: they share the collective, lifted to the floor.
+    assert policy.guarantee("unknown") == 0
+    assert policy.collective_guarantee == 50
+    assert policy.named("a")
+    assert not policy.named("unknown")
     assert policy.weight("a") == 400  # weights default to the guarantee
-    assert policy.allocated == 450
+    assert policy.allocated == 500  # 400 + 50 + the collective's 50
     assert not policy.oversubscribed
     assert policy.control_period == policy.window / 4  # a flood shows within 0.25 s
     assert policy.async_storage_uri == "async+memory://"
