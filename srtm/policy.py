@@ -152,7 +152,8 @@ class TrafficPolicy:
         if self.unknown_users not in _UNKNOWN_USERS:
             raise PolicyError(
                 "unknown_users",
-                f"must be one of {', '.join(map(repr, _UNKNOWN_USERS))}, got {self.unknown_users!r}",
+                f"must be one of {', '.join(map(repr, _UNKNOWN_USERS))}, "
+                f"got {self.unknown_users!r}",
             )
         if self.unknown_users == "refuse" and self.default_allocation > 0:
             raise PolicyError(
