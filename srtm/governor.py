@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from srtm.fairshare import fair_share
+from srtm.fairshare import share_valid
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -213,7 +213,7 @@ class Governor:
             reserved += min(self.collective_demand, guarantee_c)
             # The members split the collective's guarantee max-min by demand.
             self._member_g = (
-                fair_share(guarantee_c, members, {}, {}, headroom=False)
+                share_valid(guarantee_c, members, members, {}, {}, headroom=False)
                 if members and guarantee_c > 0
                 else {}
             )
@@ -230,13 +230,13 @@ class Governor:
             for user in own.keys() - named.keys():
                 guarantees[user] = stranger
                 weights[user] = self._weights.get(user, stranger)
-        limits = fair_share(self.budget, own, guarantees, weights)
+        limits = share_valid(self.budget, guarantees, own, guarantees, weights)
         if shared:
             share = limits.pop(COLLECTIVE)
             self.collective_limit = share
             self._spare = max(0.0, share - self.collective_demand)
             if members:
-                split = fair_share(share, members, self._member_g, {})
+                split = share_valid(share, members, members, self._member_g, {})
                 limits.update(_whole_requests(split, self.policy.window, self._updates))
         self.limits = limits
         self.epoch += 1

@@ -246,7 +246,8 @@ class TrafficPolicy:
                 "allocations below one request per window (window %g s) are lifted to one "
                 "request per window: %s",
                 window,
-                ", ".join(f"{user!r}: {rate:g} SR/s" for user, rate in sorted(small.items())),
+                ", ".join(f"{user!r}: {rate:g} SR/s" for user, rate in sorted(small.items())[:5])
+                + (f" and {len(small) - 5} more" if len(small) > 5 else ""),
             )
         # The collective's members share its guarantee in whole requests, rounded down,
         # so less than one request per window would guarantee them nothing at all.
