@@ -144,24 +144,36 @@ class Governor:
         own_total = 0.0  # named Users (and per-identity strangers)
         members_now = 0.0  # the collective's latest rate
         members: list[str] = []
-        for user in old.keys() | offered.keys():
-            count = offered.get(user)
-            now = count * per_second if count else 0.0
+        for user, count in offered.items():
+            now = count * per_second
             before = old.get(user, 0.0)
             # Fast up, slow down, never below the latest window's figure.
             value = now if now >= before else max(now, before + alpha * (now - before))
             if user in named:
                 demand[user] = value
                 own_total += value
-            elif value >= _FORGET_BELOW:
+                continue
+            if shared:
+                members_now += now
+            if value >= _FORGET_BELOW:
                 demand[user] = value
                 if shared:
-                    members_now += now
                     members.append(user)
                 else:
                     own_total += value
-            elif shared:
-                members_now += now
+        for user, before in old.items():
+            if user in offered:
+                continue
+            value = max(0.0, before + alpha * (0.0 - before))  # nothing offered
+            if user in named:
+                demand[user] = value
+                own_total += value
+            elif value >= _FORGET_BELOW:
+                demand[user] = value
+                if shared:
+                    members.append(user)
+                else:
+                    own_total += value
         if len(members) > MAX_MEMBERS:
             keep = set(heapq.nlargest(MAX_MEMBERS, members, key=demand.__getitem__))
             for user in members:
