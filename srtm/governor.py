@@ -94,7 +94,7 @@ class Governor:
         self._entity_w = {u: policy.weight(u) for u in policy.allocations}
         if self._shared:
             self._entity_g[COLLECTIVE] = self._entity_w[COLLECTIVE] = policy.collective_guarantee
-        self._member_g: dict[str, float] = {}
+        self._member_level = 0.0  # members are guaranteed min(demand, this level)
         self._reserved_named = 0.0  # Σ min(demand, guarantee) of the named Users
         self._spare = 0.0  # the collective's share no member holds (new members get it)
 
@@ -224,10 +224,11 @@ class Governor:
         if shared:
             reserved += min(self.collective_demand, guarantee_c)
             # The members split the collective's guarantee max-min by demand.
-            self._member_g = (
-                share_valid(guarantee_c, members, members, {}, {}, headroom=False)
+            # The members split the collective's guarantee max-min by demand.
+            self._member_level = (
+                equal_level(guarantee_c, list(members.values()))
                 if members and guarantee_c > 0
-                else {}
+                else 0.0
             )
         self.reserved = reserved
         if not self.active:
@@ -248,7 +249,16 @@ class Governor:
             self.collective_limit = share
             self._spare = max(0.0, share - self.collective_demand)
             if members:
-                split = share_valid(share, members, members, self._member_g, {})
+                # Max-min with equal weights within the collective; each member's part of
+                # the collective's guarantee, min(d, level), is below the water line, so
+                # the floors change nothing. Any headroom is shared equally.
+                wanted = math.fsum(members.values())
+                if share >= wanted:
+                    extra = (share - wanted) / len(members)
+                    split = {u: d + extra for u, d in members.items()}
+                else:
+                    level = equal_level(share, list(members.values()))
+                    split = {u: d if d < level else level for u, d in members.items()}
                 limits.update(_whole_requests(split, self.policy.window, self._updates))
         self.limits = limits
         self.epoch += 1
@@ -267,7 +277,10 @@ class Governor:
         found = self._named.get(user)
         if found is not None:
             return found
-        return self._member_g.get(user, 0.0) if self._shared else self._stranger
+        if not self._shared:
+            return self._stranger
+        demand = self.demand.get(user, 0.0)
+        return demand if demand < self._member_level else self._member_level
 
     def limit(self, user: str) -> float | None:
         """``user``'s limit in SR/s while traffic management is on, else None (no limit)."""
@@ -331,6 +344,20 @@ class Governor:
         )
 
 
+def equal_level(budget: float, demands: list[float]) -> float:
+    """The water level ``λ`` with ``Σ min(d, λ) = min(budget, Σ d)`` (equal weights).
+
+    ``inf`` when the budget covers every demand. O(n log n): one sort, one pass.
+    """
+    rest, left = len(demands), budget
+    for d in sorted(demands):
+        if d * rest > left:
+            return left / rest
+        left -= d
+        rest -= 1
+    return math.inf
+
+
 def _whole_requests(rates: Mapping[str, float], window: float, salt: int) -> dict[str, float]:
     """``rates`` rounded to whole requests per window without adding to their total.
 
@@ -349,7 +376,7 @@ def _whole_requests(rates: Mapping[str, float], window: float, salt: int) -> dic
         total += x
         if x - whole > 1e-9:
             remainders.append((x - whole, hash((salt, user)), user))
-    extra = math.floor(total + 1e-6) - sum(counts.values())
+    extra = math.floor(total + 1e-9) - sum(counts.values())
     if extra > 0:
         for _, _, user in heapq.nlargest(extra, remainders):
             counts[user] += 1
