@@ -209,6 +209,7 @@ class Governor:
         named, shared, stranger = self._named, self._shared, self._stranger
         own: dict[str, float] = {}  # demand of the entities that stand alone
         members: dict[str, float] = {}
+        strangers: list[str] = []  # unnamed Users standing alone (per-identity)
         reserved = 0.0
         for user, d in self.demand.items():
             g = named.get(user)
@@ -217,13 +218,13 @@ class Governor:
                     members[user] = d
                     continue
                 g = stranger
+                strangers.append(user)
             own[user] = d
             reserved += d if d < g else g
         self._reserved_named = reserved
         guarantee_c = self.policy.collective_guarantee
         if shared:
             reserved += min(self.collective_demand, guarantee_c)
-            # The members split the collective's guarantee max-min by demand.
             # The members split the collective's guarantee max-min by demand.
             self._member_level = (
                 equal_level(guarantee_c, list(members.values()))
@@ -238,9 +239,9 @@ class Governor:
         guarantees, weights = self._entity_g, self._entity_w
         if shared:
             own[COLLECTIVE] = self.collective_demand
-        elif len(own) > len(named):  # per-identity strangers: each an entity of its own
+        elif strangers:  # per-identity: each an entity of its own
             guarantees, weights = dict(guarantees), dict(weights)
-            for user in own.keys() - named.keys():
+            for user in strangers:
                 guarantees[user] = stranger
                 weights[user] = self._weights.get(user, stranger)
         limits = share_valid(self.budget, guarantees, own, guarantees, weights)

@@ -189,7 +189,10 @@ def test_a_new_identity_holds_nothing_and_waits_behind_the_named_reservation() -
 def test_per_identity_gives_each_unnamed_user_its_own_default() -> None:
     gov = Governor(
         TrafficPolicy(
-            capacity=100, allocations={"a": 30}, default_allocation=5, unknown_users="per_identity"
+            capacity=100,
+            allocations={"a": 30, "idle-1": 0, "idle-2": 0},  # more named than strangers
+            default_allocation=5,
+            unknown_users="per_identity",
         )
     )
     gov.update({"a": 30, "x": 50, "y": 50}, 1.0)
