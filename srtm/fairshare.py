@@ -32,7 +32,7 @@ import math
 from collections.abc import Hashable, Iterable, Mapping
 from typing import TypeVar
 
-__all__ = ["fair_share", "water_level"]
+__all__ = ["fair_share", "share_valid", "water_level"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -62,26 +62,54 @@ def fair_share(
     demand = {u: float(demands.get(u, 0.0)) for u in users}
     floor = {u: float(guarantees.get(u, 0.0)) for u in users}
     weight = dict(floor) if weights is None else {u: float(weights.get(u, 0.0)) for u in users}
+    return share_valid(budget, users, demand, floor, weight, headroom=headroom)
 
-    limits = dict(floor)
-    excess = {u: demand[u] - floor[u] for u in users if demand[u] > floor[u]}
-    spare = budget - _total(min(demand[u], floor[u]) for u in users)
+
+def share_valid(
+    budget: float,
+    users: Iterable[K],
+    demands: Mapping[K, float],
+    guarantees: Mapping[K, float],
+    weights: Mapping[K, float],
+    *,
+    headroom: bool = True,
+) -> dict[K, float]:
+    """:func:`fair_share` over ``users`` without checking its inputs, for a caller whose
+    figures are valid by construction (the governor, every control period).
+
+    A User missing from a mapping counts 0 there; every value must be a finite float
+    >= 0 (not checked). ``weights`` is required: pass ``guarantees`` for the default.
+    """
+    limits: dict[K, float] = {}
+    excess: dict[K, float] = {}
+    held: list[float] = []
+    for u in users:
+        d = demands.get(u, 0.0)
+        f = guarantees.get(u, 0.0)
+        limits[u] = f
+        if d > f:
+            excess[u] = d - f
+            held.append(f)
+        else:
+            held.append(d)
+    spare = budget - _total(held)
     if spare > 0 and excess:
-        extra = _fill(excess, weight, spare)
+        extra = _fill(excess, weights, spare)
         for u, e in excess.items():
+            d, f = demands[u], guarantees.get(u, 0.0)
             # A satisfied claimant's limit is its demand exactly (a + (d - a) may round).
-            limits[u] = demand[u] if extra[u] >= e else min(demand[u], floor[u] + extra[u])
+            limits[u] = d if extra[u] >= e else min(d, f + extra[u])
 
-    if headroom and users:
-        leftover = budget - _total(demand.values())
+    if headroom and limits:
+        leftover = budget - _total(demands.get(u, 0.0) for u in limits)
         if leftover > 0:
-            top = max(weight.values())
+            top = max(weights.get(u, 0.0) for u in limits)
             # Weights scaled to at most 1, so that their sum cannot overflow.
-            scaled = {u: weight[u] / top if top > 0 else 1.0 for u in users}
-            total_weight = math.fsum(scaled.values())
-            for u in users:
-                share = leftover * (scaled[u] / total_weight)
-                limits[u] = max(floor[u], demand[u] + share)
+            scaled = [weights.get(u, 0.0) / top if top > 0 else 1.0 for u in limits]
+            total_weight = math.fsum(scaled)
+            for u, w in zip(list(limits), scaled, strict=True):
+                share = leftover * (w / total_weight)
+                limits[u] = max(guarantees.get(u, 0.0), demands.get(u, 0.0) + share)
     return limits
 
 

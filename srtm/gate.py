@@ -249,16 +249,26 @@ class GateCore:
         return math.floor(now / p.policy.window)
 
     def quota(self, p: _Pool, user: str, *, degraded: bool = False) -> Quota:
-        """``user``'s figures for one window; a degraded node takes only its share."""
+        """``user``'s figures for one window; a degraded node takes only its share.
+
+        A named User's guarantee and limit round up to at least one request (a guarantee
+        is kept). A member of the unnamed Users' collective rounds down: its share may be
+        a fraction of a request, and rounding up would let enough identities hold more
+        than the collective together (the governor already hands out whole requests).
+        """
         policy, gov = p.policy, p.governor
         scale = policy.window / policy.nodes if degraded else policy.window
         cap = math.floor(gov.capacity * scale + 1e-9)
-        budget = math.floor(gov.budget * scale + 1e-9)
-        guarantee = min(_count(policy.guarantee(user) * scale), cap)
+        limit = gov.admission_limit(user) * scale
+        guarantee = gov.guarantee(user) * scale
+        if gov.member(user):
+            limit_n, guarantee_n = math.floor(limit + 1e-9), math.floor(guarantee + 1e-9)
+        else:
+            limit_n, guarantee_n = _count(limit), _count(guarantee)
         return Quota(
-            limit=min(_count(gov.admission_limit(user) * scale), cap),
-            guarantee=guarantee,
-            budget=budget,
+            limit=min(limit_n, cap),
+            guarantee=min(guarantee_n, cap),
+            budget=math.floor(gov.budget_for(user) * scale + 1e-9),
             cap=cap,
         )
 

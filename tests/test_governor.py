@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import math
 
-from srtm import Governor, TrafficPolicy
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from srtm import Gate, Governor, TrafficPolicy
 
 
 def policy(**kwargs: object) -> TrafficPolicy:
@@ -115,3 +119,136 @@ def test_forgets_idle_unknown_users_but_keeps_allocated_ones() -> None:
     gov.update({}, 1.0)
     assert "drive-by" not in gov.demand
     assert "a" in gov.demand
+
+
+# --------------------------------------------------------------------------------------
+# The collective of unnamed Users: hierarchical water-filling.
+# --------------------------------------------------------------------------------------
+
+
+def test_doorman_fair_share_vector_with_the_collective_as_one_client() -> None:
+    # youtube/doorman go/server/doorman/algorithm_test.go, TestFairShare: capacity 120,
+    # wants 1000, 60, 10 -> 55, 55, 10 (equal weights, no guarantees). Here the client
+    # wanting 1000 is the collective of three unnamed Users (600 + 300 + 100): it gets
+    # 55 as one client, split max-min among its members: 18.33 each, handed out in
+    # whole requests per window (55 = 19 + 18 + 18).
+    gov = Governor(
+        TrafficPolicy(capacity=150, threshold=0.8, allocations={"c1": 0, "c2": 0}, window=1.0)
+    )
+    state = gov.update({"c1": 60, "c2": 10, "m1": 600, "m2": 300, "m3": 100}, 1.0)
+    assert state.active
+    assert state.collective_demand == 1000
+    assert state.collective_limit == pytest.approx(55)
+    assert gov.limit("c1") == pytest.approx(55)
+    assert gov.limit("c2") == pytest.approx(10)
+    members = sorted(gov.limit(m) or 0.0 for m in ("m1", "m2", "m3"))
+    assert members == [18.0, 18.0, 19.0]
+    assert gov.guarantee("m1") == 0.0  # the collective holds no guarantee here
+
+
+def test_weighted_hierarchical_share_by_hand() -> None:
+    # Budget 100; a (allocation 40) wants 100, b (20) wants 10; the collective (default
+    # 20, weighted 20) wants 60 from two members of 30 each. Guarantees 40 + 10 + 20
+    # leave 30 of spare for a and the collective in proportion 40:20: a 60, the
+    # collective 30, split 15 and 15; each member is guaranteed half of the 20.
+    gov = Governor(
+        TrafficPolicy(
+            capacity=125, threshold=0.8, allocations={"a": 40, "b": 20}, default_allocation=20
+        )
+    )
+    gov.update({"a": 100, "b": 10, "x": 30, "y": 30}, 1.0)
+    assert gov.active
+    assert gov.limit("a") == pytest.approx(60)
+    assert gov.limit("b") == pytest.approx(20)
+    assert gov.collective_limit == pytest.approx(30)
+    assert gov.limit("x") == pytest.approx(15)
+    assert gov.limit("y") == pytest.approx(15)
+    assert gov.guarantee("x") == pytest.approx(10)
+    assert gov.guarantee("y") == pytest.approx(10)
+    assert gov.reserved == pytest.approx(40 + 10 + 20)
+
+
+def test_a_new_identity_holds_nothing_and_waits_behind_the_named_reservation() -> None:
+    gov = Governor(
+        TrafficPolicy(capacity=100, threshold=0.8, allocations={"a": 30}, default_allocation=10)
+    )
+    gov.update({"a": 25, "x": 5}, 1.0)
+    assert not gov.active
+    assert gov.member("newcomer")
+    assert not gov.member("a")
+    assert gov.guarantee("newcomer") == 0.0
+    # A seen member keeps the budget; a new one may only use what the named Users'
+    # in-allocation demand (25) leaves of it.
+    assert gov.budget_for("x") == pytest.approx(80)
+    assert gov.budget_for("newcomer") == pytest.approx(55)
+    assert gov.budget_for("a") == pytest.approx(80)
+    # The collective counts as one User for the admission limit while TM is off.
+    assert gov.admission_limit("newcomer") == pytest.approx(80 - 25)
+
+
+def test_per_identity_gives_each_unnamed_user_its_own_default() -> None:
+    gov = Governor(
+        TrafficPolicy(
+            capacity=100,
+            allocations={"a": 30, "idle-1": 0, "idle-2": 0},  # more named than strangers
+            default_allocation=5,
+            unknown_users="per_identity",
+        )
+    )
+    gov.update({"a": 30, "x": 50, "y": 50}, 1.0)
+    assert gov.active
+    assert not gov.member("x")
+    assert gov.guarantee("x") == 5
+    assert gov.guarantee("never-seen") == 5
+    assert gov.limit("x") == pytest.approx(25)  # 5 + half of the 40 spare
+    assert gov.collective_limit is None
+
+
+def test_an_update_that_changes_nothing_recomputes_nothing() -> None:
+    gov = Governor(policy())
+    gov.update({"a": 35, "b": 30, "c": 100}, 1.0)
+    epoch, limits = gov.epoch, gov.limits
+    gov.update({"a": 35, "b": 30, "c": 100}, 1.0)
+    assert gov.epoch == epoch  # the gate's quota cache stays valid
+    assert gov.limits is limits
+    gov.update({"a": 35, "b": 30, "c": 101}, 1.0)
+    assert gov.epoch == epoch + 1
+
+
+members_offered = st.dictionaries(
+    st.from_regex(r"m[0-9]{1,4}", fullmatch=True),
+    st.floats(min_value=0, max_value=500, allow_nan=False),
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    members=members_offered,
+    named=st.lists(st.floats(min_value=0, max_value=500), min_size=0, max_size=4),
+    default=st.floats(min_value=1, max_value=100),
+    capacity=st.floats(min_value=10, max_value=2000),
+    rounds=st.integers(min_value=1, max_value=3),
+)
+def test_the_collective_never_holds_more_than_its_allocation(
+    members: dict[str, float], named: list[float], default: float, capacity: float, rounds: int
+) -> None:
+    allocations = {f"n{i}": 10.0 for i in range(len(named))}
+    p = TrafficPolicy(capacity=capacity, allocations=allocations, default_allocation=default)
+    gov = Governor(p)
+    offered = dict(members) | {f"n{i}": d for i, d in enumerate(named)}
+    for _ in range(rounds):
+        gov.update(offered, 1.0)
+    held = [gov.guarantee(m) for m in gov.demand if gov.member(m)]
+    assert math.fsum(held) <= default + 1e-9
+    # In whole requests per window, as the gate counts them, too.
+    gate = Gate(p, background=False)
+    pool = gate.pool("default")
+    pool.governor = gov
+    counted = sum(gate.quota(pool, m).guarantee for m in gov.demand if gov.member(m))
+    assert counted <= math.floor(default * p.window + 1e-9)
+    if gov.active:
+        assert gov.collective_limit is not None
+        limits = [gov.limit(m) or 0.0 for m in gov.demand if gov.member(m)]
+        assert math.fsum(limits) <= gov.collective_limit + 1e-6
+        assert gov.collective_limit >= min(gov.collective_demand, default) - 1e-6
