@@ -20,8 +20,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "command",
     [
-        ("ruff", "check", "srtm", "tests", "bench", "scripts"),
-        ("ruff", "format", "--check", "srtm", "tests", "bench", "scripts"),
+        ("ruff", "check", "srtm", "tests", "bench", "scripts", "examples"),
+        ("ruff", "format", "--check", "srtm", "tests", "bench", "scripts", "examples"),
         ("mypy", "srtm"),  # strict, from pyproject.toml
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],
