@@ -236,12 +236,15 @@ def test_store_outage_falls_back_locally_and_recovers(
     # so TM holds a there (its guarantee, 20, is under it).
     assert sum(d.admitted for d in during) == 40
     assert all(d.status in (200, 429, 503) for d in during)
-    gate.tick(now=2.0)  # a failed flush keeps its counts and does not raise
+    gate.tick(now=2.0)  # a failed probe keeps its counts and does not raise
     private_redis.start()
-    later = gate.decide(Identity("a", "4.1"), now=2.0 + 60)
+    # Requests never probe a store known to be down: only the control loop does.
+    assert gate.decide(Identity("a", "4.1"), now=60.0).degraded
+    gate.tick(now=60.5)  # the probe: back on the store, the local counts carried there
+    assert gate.degraded_since is None
+    later = gate.decide(Identity("a", "4.1"), now=60.6)
     assert later.admitted == 1
     assert not later.degraded
-    assert gate.degraded_since is None
     gate.close()
 
 
