@@ -329,3 +329,18 @@ def test_traffic_management_stays_on_after_an_outage_until_clients_are_back() ->
     second = gate2.decide(Identity("a", "4.1"), 40, now=2.2)
     assert first.admitted < 80
     assert second.admitted == 40
+
+
+@pytest.mark.redis
+def test_bad_storage_options_fail_when_the_gate_is_built(redis_db: str) -> None:
+    from srtm import PolicyError
+    from srtm.aio.gate import AsyncGate
+
+    bad = policy(storage=redis_db, storage_options={"bogus_opt": 1})
+    for build in (Gate, AsyncGate):
+        with pytest.raises(PolicyError, match="bogus_opt") as caught:
+            build(bad, background=False)
+        assert caught.value.field == "storage_options"
+    good = Gate(policy(storage=redis_db, storage_options={"socket_timeout": 1.0}), background=False)
+    assert good.decide(Identity("a", "4.1"), now=0.5).admitted == 1
+    good.close()
