@@ -1046,7 +1046,9 @@ class Gate(GateCore):
                     p.name, out.offered, window
                 )
             else:
-                got: Synced = sync(p.name, window, self.node, alive_ms(self._period(p)), out)
+                got: Synced = sync(
+                    p.name, window, self.node, alive_ms(self._period(p)), out, p.policy.window
+                )
         except Exception as exc:  # keep deciding locally; the counts are kept
             self.undo_outbox(p, out)
             self.store_failed(self.clock() if real else now, exc, probe=True)

@@ -480,7 +480,6 @@ class RedisLedger:
         self._flush = client.register_script(FLUSH_SCRIPT)
         self._sync = client.register_script(SYNC_SCRIPT)
         self._ttl = ttl_for(window)
-        self._window = window
 
     def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
         return self.grant(pool, window, user, n, n, quota)
@@ -514,9 +513,14 @@ class RedisLedger:
         previous, current = self._flush(keys=keys, args=args)
         return decode_counts(previous), decode_counts(current)
 
-    def sync(self, pool: str, window: int, node: str, alive: int, out: Outbox) -> Synced:
-        """One control period's round trip: heartbeat, counts out, counts and control in."""
-        keys, args = sync_args(pool, window, self._ttl, node, alive, self._window, out)
+    def sync(
+        self, pool: str, window: int, node: str, alive: int, out: Outbox, seconds: float
+    ) -> Synced:
+        """One control period's round trip: heartbeat, counts out, counts and control in.
+
+        ``seconds`` is the pool's window length, published for ``srtm inspect``.
+        """
+        keys, args = sync_args(pool, window, self._ttl, node, alive, seconds, out)
         return decode_synced(self._sync(keys=keys, args=args))
 
     def leave(self, pool: str, node: str) -> None:

@@ -177,7 +177,9 @@ class AsyncGate(GateCore):
                     p.name, out.offered, window
                 )
             else:
-                got: Synced = await sync(p.name, window, self.node, alive_ms(period), out)
+                got: Synced = await sync(
+                    p.name, window, self.node, alive_ms(period), out, p.policy.window
+                )
         except Exception as exc:  # keep deciding locally; the counts are kept
             self.undo_outbox(p, out)
             self.store_failed(self.clock() if real else now, exc, probe=True)
