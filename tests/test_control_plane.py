@@ -8,6 +8,7 @@ import time
 import pytest
 
 from srtm import Gate, Identity, TrafficPolicy
+from srtm._inspect import inspect_store
 from srtm.aio.gate import AsyncGate
 
 
@@ -85,8 +86,10 @@ def test_async_gates_share_the_control_plane(redis_db: str) -> None:
         await one.tick(now=0.25)
         await two.tick(now=0.25)
         got = two.pool("default").governor.capacity, two.pool("default").shadow
+        assert inspect_store(redis_db)["pools"]["default"]["nodes"] == sorted([one.node, two.node])
+        await two.close()  # a clean close leaves the live nodes at once
+        assert inspect_store(redis_db)["pools"]["default"]["nodes"] == [one.node]
         await one.close()
-        await two.close()
         return got
 
     assert asyncio.run(run()) == (20, True)

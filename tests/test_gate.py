@@ -382,3 +382,28 @@ def test_state_stays_flat_whatever_the_number_of_identities(
     assert offered + snapshot["retired"]["offered"] == 300_000
     assert len(pool.refused) + len(pool.quotas) <= 2_000
     gate.close()
+
+
+def test_async_gate_recomputes_many_users_off_the_loop() -> None:
+    """Past 1,000 Users the AsyncGate's recomputation runs in a worker thread: same result."""
+    import asyncio
+
+    from srtm.aio import gate as aio_gate
+
+    async def run() -> tuple[bool, float | None, int]:
+        gate = aio_gate.AsyncGate(policy(capacity=1000), background=False)
+        for second in range(3):
+            await gate.tick(now=float(second))
+            for u in range(1500):
+                await gate.decide(Identity(f"u{u}", "4.1"), 1, now=second + u / 1500)
+        await gate.tick(now=3.0)
+        pool = gate.pool("default")
+        got = pool.governor.active, pool.governor.limit("u1"), len(pool.governor.demand)
+        await gate.close()
+        return got
+
+    assert aio_gate._OFF_LOOP < 1500
+    active, limit, users = asyncio.run(run())
+    assert active  # 1,500 SR/s offered against a budget of 800
+    assert limit is not None
+    assert users >= 1500

@@ -145,3 +145,24 @@ def test_async_gate_back_soon_after_client_pause(
     assert statuses <= {200, 429, 503}
     assert durations(caplog)
     assert min(durations(caplog)) >= 0
+
+
+@pytest.mark.redis
+def test_the_request_that_meets_a_paused_store_waits_about_one_timeout(
+    private_redis: RedisServer,
+) -> None:
+    """One socket timeout (0.25 s), then a local decision. The 1 s bound leaves room for
+    a loaded machine; it fails if the timed-out command were retried (redis-py with
+    ``retry_on_timeout``, or a Cluster client, would try four times)."""
+    gate = Gate(policy(private_redis.url), background=False)
+    assert not gate.decide(Identity("a", "4.1")).degraded
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+    started = time.monotonic()
+    decision = gate.decide(Identity("a", "4.1"))
+    took = time.monotonic() - started
+    admin.close()
+    gate.close()
+    assert decision.degraded
+    assert decision.admitted == 1
+    assert took < 1.0, took

@@ -145,7 +145,10 @@ class RedisLedger:
 
     async def leave(self, pool: str, node: str) -> None:
         """Take this node off the pool's live nodes (a clean shutdown is no lapse)."""
-        await self._client.zrem(store_keys(pool)[0], [node])
+        if hasattr(self._client, "aclose"):  # redis.asyncio: members as arguments
+            await self._client.zrem(store_keys(pool)[0], node)
+        else:  # coredis: members as a list
+            await self._client.zrem(store_keys(pool)[0], [node])
 
     async def close(self) -> None:
         aclose = getattr(self._client, "aclose", None)
