@@ -910,7 +910,7 @@ class GateCore:
                 "users": users,
                 "retired": retired,
             }
-        return {"degraded": self.degraded_since is not None, "pools": pools}
+        return {"degraded": self.degraded_since is not None, "node": self.node, "pools": pools}
 
 
 def _speaks_429(version: str | None, policy: TrafficPolicy) -> bool:
