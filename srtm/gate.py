@@ -880,22 +880,33 @@ class GateCore:
         elif p.outage_since is None:
             p.outage_since = now
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, users: bool = True) -> dict[str, Any]:
         """Counters and state an operator can read (JSON-serialisable).
 
-        Its size follows the Users active lately (idle Users not named in the policy
-        are folded into ``retired``), never every identity ever seen.
+        Per pool, ``users`` holds every User seen lately (only those named in the
+        policy with ``users=False``); ``other`` sums the Users not named in the policy,
+        forgotten ones included (``retired``), so it never goes down. Its size follows
+        the Users active lately, never every identity ever seen, and the request path
+        waits only for a list copy.
         """
         pools: dict[str, Any] = {}
         for name, p in self.pools.items():
             gov = p.governor
-            with self._lock:
-                users: dict[str, dict[str, Any]] = {
-                    user: s.figures() for user, s in p.stats.items()
-                }
+            named = p.policy.allocations
+            with self._lock:  # one consistent cut: the sweep moves counts under this lock
+                items = list(p.stats.items())
                 retired = p.retired.figures()
+            other = UserStats()
+            other.fold(UserStats(**retired))
+            figures_of: dict[str, dict[str, Any]] = {}
+            for user, stats in items:
+                if user not in named:
+                    other.fold(stats)
+                    if not users:
+                        continue
+                figures_of[user] = stats.figures()
             demand = gov.demand
-            for user, figures in users.items():
+            for user, figures in figures_of.items():
                 figures["demand"] = round(demand.get(user, 0.0), 3)
                 limit = gov.limit(user)
                 figures["limit"] = None if limit is None else round(limit, 3)
@@ -907,7 +918,8 @@ class GateCore:
                 "offered_rate": round(sum(demand.values()), 3),
                 "nodes_live": p.live if name in self._shared else None,
                 "nodes_fenced": p.missing,
-                "users": users,
+                "users": figures_of,
+                "other": other.figures(),
                 "retired": retired,
             }
         return {"degraded": self.degraded_since is not None, "node": self.node, "pools": pools}

@@ -380,6 +380,10 @@ def test_state_stays_flat_whatever_the_number_of_identities(
     snapshot = gate.snapshot()["pools"]["default"]
     offered = sum(u["offered"] for u in snapshot["users"].values())
     assert offered + snapshot["retired"]["offered"] == 300_000
+    assert snapshot["other"]["offered"] == 300_000  # none of them is named
+    light = gate.snapshot(users=False)["pools"]["default"]
+    assert light["users"] == {}
+    assert light["other"] == snapshot["other"]
     assert len(pool.refused) + len(pool.quotas) <= 2_000
     gate.close()
 
@@ -407,3 +411,23 @@ def test_async_gate_recomputes_many_users_off_the_loop() -> None:
     assert active  # 1,500 SR/s offered against a budget of 800
     assert limit is not None
     assert users >= 1500
+
+
+def test_an_idle_unnamed_user_is_forgotten_and_its_counts_kept() -> None:
+    import srtm.gate
+
+    gate = Gate(policy(), background=False)
+    for user in ("a", "stranger"):
+        for i in range(5):
+            gate.decide(Identity(user, "4.1"), now=0.1 + i / 10)
+    gate.tick(now=1.0)
+    before = gate.snapshot()["pools"]["default"]
+    assert before["other"]["offered"] == 5
+    later = 2.0 + srtm.gate.IDLE_FORGET
+    gate.tick(now=later)
+    after = gate.snapshot()["pools"]["default"]
+    assert "stranger" not in after["users"]  # forgotten...
+    assert after["other"] == before["other"]  # ...its counts are not
+    assert after["retired"]["offered"] == 5
+    assert after["users"]["a"]["offered"] == 5  # named Users are never forgotten
+    gate.close()
