@@ -11,8 +11,21 @@ Recomputation (reading the last window's offered counts, smoothing, fair share) 
 off the hot path, every ``control_period``.
 
 If the shared store fails the gate keeps deciding on a local ledger, each node taking
-``1/nodes`` of every figure, logs it loudly, and probes the store again with backoff.
-A storage fault never reaches the User as a 500.
+``1/nodes`` of every figure, and logs it loudly. Only the control loop probes the store
+again (one probe at a time, the delay doubling per failed probe from 0.25 s to 1 s), so
+no request waits on a store known to be down; the probe that succeeds carries the
+node's local counts to the store. A storage fault never reaches the User as a 500.
+
+Nodes sharing a store publish a heartbeat each control period (:mod:`srtm.ledger`'s
+``SYNC_SCRIPT``). When fewer than ``nodes`` are live and some have lapsed (cut off, or
+dead), the nodes still on the store take the lapsed nodes' ``1/nodes`` shares off their
+cap and budget, so the admitted total over all nodes stays within capacity while a
+node decides locally. The same round trip carries the pool's control values
+(:meth:`GateCore.set_capacity`, :meth:`GateCore.set_shadow`) to every node.
+
+Per-User state is bounded: Users not named in the policy who stay idle for
+``IDLE_FORGET`` seconds are forgotten, their cumulative counts folded into the pool's
+``retired`` total so that sums never go down.
 
 :class:`GateCore` holds everything without I/O; :class:`Gate` (threads, sync storages)
 and :class:`srtm.aio.gate.AsyncGate` (asyncio, ``limits.aio`` storages) repeat only
@@ -24,15 +37,30 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from srtm.governor import Governor
 from srtm.lease import Lease
-from srtm.ledger import MemoryLedger, Outcome, Quota, Reason, ledger_for, room
+from srtm.ledger import (
+    TOTAL,
+    Control,
+    MemoryLedger,
+    Outbox,
+    Outcome,
+    Quota,
+    Reason,
+    Synced,
+    alive_ms,
+    ledger_for,
+    room,
+)
 from srtm.policy import TrafficPolicy, parse_duis_version
 
 if TYPE_CHECKING:
@@ -53,8 +81,13 @@ log = logging.getLogger("srtm.gate")
 # recovery are not held back (the simulator's dsp-outage: 60 s cost 35 s of drain).
 _OUTAGE_RETRY_MAX = 10.0
 
-# Backoff between probes of a failed store: first retry after this, doubling to the max.
-_PROBE_FIRST, _PROBE_MAX = 1.0, 30.0
+# Backoff between probes of a failed store (s): the first after this, doubling per
+# failed probe up to the max, so a store that answers again is used within about a
+# second of it (plus one control period).
+_PROBE_FIRST, _PROBE_MAX = 0.25, 1.0
+
+#: Seconds after which an idle User not named in the policy is forgotten.
+IDLE_FORGET = 60.0
 
 
 def normalise_pools(
@@ -179,6 +212,33 @@ class UserStats:
     shadow_refused: int = 0
     cached_refusals: int = 0
     leased: int = 0  # admitted from a lease, without a store round trip
+    seen: int = 0  # the last window in which the User offered a request
+
+    def fold(self, other: UserStats) -> None:
+        """Add ``other``'s counts to these (a forgotten User's, to the retired total)."""
+        self.offered += other.offered
+        self.admitted += other.admitted
+        self.refused_user += other.refused_user
+        self.refused_capacity += other.refused_capacity
+        self.shadow_refused += other.shadow_refused
+        self.cached_refusals += other.cached_refusals
+        self.leased += other.leased
+
+    def figures(self) -> dict[str, int]:
+        """The counts an operator reads."""
+        return {
+            "offered": self.offered,
+            "admitted": self.admitted,
+            "refused_user": self.refused_user,
+            "refused_capacity": self.refused_capacity,
+            "shadow_refused": self.shadow_refused,
+            "cached_refusals": self.cached_refusals,
+            "leased": self.leased,
+        }
+
+
+def _nested() -> defaultdict[int, defaultdict[str, int]]:
+    return defaultdict(lambda: defaultdict(int))
 
 
 @dataclass
@@ -187,9 +247,11 @@ class _Pool:
     policy: TrafficPolicy
     governor: Governor
     # offered requests decided locally (cached refusals, leases), not yet in the store
-    pending: defaultdict[int, defaultdict[str, int]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(int))
-    )
+    pending: defaultdict[int, defaultdict[str, int]] = field(default_factory=_nested)
+    # requests decided locally while the store was failed (offered; admitted, with the
+    # pool total under TOTAL), carried to the store by the probe that finds it back
+    unsent_offered: defaultdict[int, defaultdict[str, int]] = field(default_factory=_nested)
+    unsent_admitted: defaultdict[int, defaultdict[str, int]] = field(default_factory=_nested)
     # user -> (window, quota) of a refusal for the User's own sake
     refused: dict[str, tuple[int, Quota]] = field(default_factory=dict)
     full: int = -1  # last window in which the hard cap was reached
@@ -201,10 +263,18 @@ class _Pool:
     outage_since: float | None = None  # when capacity was set to 0, while it is
     lease: LeasePolicy | None = None  # set by a gate whose store for this pool is shared
     leases: dict[str, Lease] = field(default_factory=dict)
+    shadow: bool = False  # in force now: the policy's, or as set at run time
+    live: int = 0  # nodes whose heartbeat the store last showed fresh
+    missing: int = 0  # lapsed nodes whose share this node keeps off its figures
+    control_rev: int = -1  # the store's control revision last applied
+    publish: dict[str, str] = field(default_factory=dict)  # control values to publish
+    retired: UserStats = field(default_factory=UserStats)  # forgotten Users' counts
+    swept: int = -1  # window of the last sweep of idle Users
 
     def __post_init__(self) -> None:
         self.window = self.policy.window
         self.window_s = max(1, math.ceil(self.window))
+        self.shadow = self.policy.shadow
 
 
 class GateCore:
@@ -221,9 +291,14 @@ class GateCore:
         }
         self.clock = clock
         self._lock = threading.Lock()
-        self._probe_at = 0.0  # when the failed store may be tried again (0: healthy)
+        self._probe_at = 0.0  # when the failed store may be probed again (0: healthy)
         self._probe_backoff = _PROBE_FIRST
         self.degraded_since: float | None = None
+        #: This node's name in the store's heartbeats.
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._shared: set[str] = set()  # pools counted in a shared store
+        # Local counters: every pool of a memory store, and the fallback of shared ones.
+        self.local = MemoryLedger(window=min(p.policy.window for p in self.pools.values()))
 
     def ledger_per_pool(
         self, uri_of: Callable[[TrafficPolicy], str], make: Callable[[TrafficPolicy], L]
@@ -284,8 +359,28 @@ class GateCore:
             p.quotas_epoch = epoch
         quota = p.quotas.get(user)
         if quota is None:
-            quota = p.quotas[user] = self.quota(p, user)
+            quota = self.quota(p, user)
+            if p.missing:
+                quota = self.fenced(p, user, quota)
+            p.quotas[user] = quota
         return quota
+
+    def fenced(self, p: _Pool, user: str, quota: Quota) -> Quota:
+        """``quota`` less the shares of the lapsed nodes, which may be deciding locally.
+
+        A cut-off node admits at most its local share (:meth:`quota` with
+        ``degraded=True``), so the nodes on the store keep that much of the cap and
+        the budget off theirs for each lapsed node: the total stays within capacity.
+        """
+        share = self.quota(p, user, degraded=True)
+        cap = max(0, quota.cap - p.missing * share.cap)
+        budget = max(0, min(quota.budget - p.missing * share.budget, cap))
+        return Quota(
+            limit=min(quota.limit, cap),
+            guarantee=min(quota.guarantee, cap),
+            budget=budget,
+            cap=cap,
+        )
 
     # -- the decision --------------------------------------------------------------------
 
@@ -328,6 +423,7 @@ class GateCore:
                 stats = p.stats[user]
                 stats.offered += n
                 stats.admitted += admitted
+                stats.seen = window
             return
         if outcome.reason is Reason.CAPACITY:
             p.full = window
@@ -337,18 +433,27 @@ class GateCore:
             stats = p.stats[user]
             stats.offered += n
             stats.admitted += admitted
+            stats.seen = window
             if outcome.reason is Reason.CAPACITY:
                 stats.refused_capacity += n - admitted
             elif outcome.reason is Reason.USER:
                 stats.refused_user += n - admitted
 
-    def record_cached(self, p: _Pool, user: str, window: int, n: int, reason: Reason) -> None:
+    def record_cached(
+        self, p: _Pool, user: str, window: int, n: int, reason: Reason, degraded: bool = False
+    ) -> None:
         """Count a refusal answered from the cache; its offered count goes to the store later."""
+        if degraded:
+            self.local.count(p.name, window, user, n)
         with self._lock:
-            p.pending[window][user] += n
+            if degraded:
+                p.unsent_offered[window][user] += n
+            else:
+                p.pending[window][user] += n
             stats = p.stats[user]
             stats.offered += n
             stats.cached_refusals += n
+            stats.seen = window
             if reason is Reason.CAPACITY:
                 stats.refused_capacity += n
             else:
@@ -371,6 +476,7 @@ class GateCore:
             stats.offered += n
             stats.admitted += n
             stats.leased += n
+            stats.seen = window
         outcome = Outcome(n, Reason.ADMITTED, used, total)
         return self.decision(p, identity, n, now, quota, outcome, degraded=False)
 
@@ -413,7 +519,7 @@ class GateCore:
         degraded: bool,
     ) -> Decision:
         """The decision for a refusal answered from the cache."""
-        self.record_cached(p, identity.user, window, n, reason)
+        self.record_cached(p, identity.user, window, n, reason, degraded)
         outcome = Outcome(0, reason, quota.limit, quota.cap)
         return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
 
@@ -470,7 +576,7 @@ class GateCore:
         if stalled and quota.cap == 0 and p.outage_since is not None:
             wait = max(wait, min(now - p.outage_since, _OUTAGE_RETRY_MAX))
         retry_after = max(1, math.ceil(wait - 1e-9))
-        shadow = policy.shadow
+        shadow = p.shadow
         if shadow:
             with self._lock:
                 p.stats[identity.user].shadow_refused += n - admitted
@@ -492,33 +598,177 @@ class GateCore:
 
     # -- store health --------------------------------------------------------------------
 
+    @property
+    def degraded(self) -> bool:
+        """True while the shared store is taken for failed: decisions are local."""
+        return self.degraded_since is not None
+
     def store_usable(self, now: float) -> bool:
-        """True unless the store failed and it is not yet time to probe it again."""
+        """True when the store is healthy or it is time to probe it again."""
         return self._probe_at == 0.0 or now >= self._probe_at
 
-    def store_failed(self, now: float, exc: BaseException) -> None:
-        """Switch to local decisions and say so loudly; back off before the next probe."""
-        if self.degraded_since is None:
-            self.degraded_since = now
+    def store_failed(self, at: float, exc: BaseException, *, probe: bool = False) -> None:
+        """Switch to local decisions and say so loudly; back off before the next probe.
+
+        ``at`` is when the failure was seen. Only a failed probe doubles the delay:
+        requests that fail together at the start of an outage count as one failure.
+        """
+        with self._lock:
+            if self.degraded_since is None:
+                self.degraded_since = at
+                self._probe_backoff = _PROBE_FIRST
+                first = True
+            else:
+                first = False
+                if probe:
+                    self._probe_backoff = min(self._probe_backoff * 2, _PROBE_MAX)
+            if first or probe:
+                self._probe_at = at + self._probe_backoff
+        if first:
             log.error(
                 "srtm: the counter store failed (%s: %s); deciding locally, each node taking "
                 "1/nodes of every pool's figures, until it answers again",
                 type(exc).__name__,
                 exc,
+                extra={"srtm_event": "store_failed", "srtm_error": type(exc).__name__},
             )
-        else:
-            self._probe_backoff = min(self._probe_backoff * 2, _PROBE_MAX)
-        self._probe_at = now + self._probe_backoff
 
-    def store_ok(self, now: float) -> None:
-        """The store answered: leave degraded mode if in it."""
-        if self.degraded_since is not None:
+    def store_ok(self, at: float) -> None:
+        """A probe found the store answering: leave degraded mode."""
+        with self._lock:
+            since, self.degraded_since = self.degraded_since, None
+            self._probe_at, self._probe_backoff = 0.0, _PROBE_FIRST
+        if since is not None:
+            seconds = max(0.0, at - since)
             log.warning(
                 "srtm: the counter store answers again after %.1f s; deciding on it",
-                now - self.degraded_since,
+                seconds,
+                extra={"srtm_event": "store_recovered", "srtm_degraded_seconds": seconds},
             )
-            self.degraded_since = None
-        self._probe_at, self._probe_backoff = 0.0, _PROBE_FIRST
+
+    def record_local(self, p: _Pool, user: str, window: int, n: int, admitted: int) -> None:
+        """Keep a decision taken on the local ledger for the store, once it is back."""
+        with self._lock:
+            p.unsent_offered[window][user] += n
+            if admitted:
+                counts = p.unsent_admitted[window]
+                counts[user] += admitted
+                counts[TOTAL] += admitted
+
+    def outbox(self, p: _Pool, window: int) -> Outbox:
+        """Everything this node owes the store for a pool, emptied (see :meth:`undo_outbox`)."""
+        with self._lock:
+            offered: dict[int, dict[str, int]] = {w: dict(c) for w, c in p.pending.items() if c}
+            p.pending.clear()
+            for w, counts in p.unsent_offered.items():
+                if w >= window - 1 and counts:  # older windows are no longer read
+                    into = offered.setdefault(w, {})
+                    for user, n in counts.items():
+                        into[user] = into.get(user, 0) + n
+            admitted = {w: dict(c) for w, c in p.unsent_admitted.items() if w >= window - 1 and c}
+            p.unsent_offered.clear()
+            p.unsent_admitted.clear()
+            publish, p.publish = p.publish, {}
+        return Outbox(offered, admitted, publish)
+
+    def undo_outbox(self, p: _Pool, out: Outbox) -> None:
+        """Keep what a failed round trip did not deliver, for the probe that succeeds."""
+        with self._lock:
+            for target, source in (
+                (p.unsent_offered, out.offered),
+                (p.unsent_admitted, out.admitted),
+            ):
+                for w, counts in source.items():
+                    for name, n in counts.items():
+                        target[w][name] += n
+            p.publish = {**out.publish, **p.publish}
+
+    def prune_unsent(self, p: _Pool, window: int) -> None:
+        """Drop local counts of windows the store no longer needs (a long outage)."""
+        with self._lock:
+            for kept in (p.unsent_offered, p.unsent_admitted):
+                for w in [w for w in kept if w < window - 1]:
+                    del kept[w]
+
+    def synced(self, p: _Pool, got: Synced, at: float) -> tuple[dict[str, int], dict[str, int]]:
+        """Apply a round trip's news: the store is back, who is alive, control values."""
+        if self.degraded_since is not None:
+            self.store_ok(at)
+        missing = max(0, min(p.policy.nodes - got.live, got.lapsed))
+        if missing != p.missing:
+            log.warning(
+                "srtm: pool %r: %d of %d nodes live, %d lapsed; keeping %d lapsed node "
+                "share(s) off this node's figures",
+                p.name,
+                got.live,
+                p.policy.nodes,
+                got.lapsed,
+                missing,
+                extra={"srtm_event": "nodes", "srtm_pool": p.name, "srtm_missing": missing},
+            )
+            with self._lock:
+                p.missing = missing
+                p.quotas_epoch = -1  # cached quotas were cut for the old count
+                p.full = -1
+        p.live = got.live
+        self.apply_control(p, got.control, at)
+        return got.previous, got.current
+
+    def apply_control(self, p: _Pool, control: Control, at: float) -> None:
+        """Take the capacity and shadow mode published for the pool, if they changed."""
+        if control.rev == p.control_rev:
+            return
+        p.control_rev = control.rev
+        if control.capacity is not None and control.capacity != p.governor.capacity:
+            self._apply_capacity(p, control.capacity, at)
+            log.warning(
+                "srtm: pool %r capacity set to %g SR/s through the store",
+                p.name,
+                control.capacity,
+                extra={"srtm_event": "capacity", "srtm_pool": p.name},
+            )
+        if control.shadow is not None and control.shadow != p.shadow:
+            p.shadow = control.shadow
+            log.warning(
+                "srtm: pool %r shadow mode %s through the store",
+                p.name,
+                "on" if control.shadow else "off",
+                extra={"srtm_event": "shadow", "srtm_pool": p.name},
+            )
+
+    def sweep(self, p: _Pool, window: int) -> None:
+        """Forget what idle Users left behind, so state follows the active Users.
+
+        Every tick: refusals and leases of past windows. Every quarter of
+        :data:`IDLE_FORGET`: the counts of Users not named in the policy who have not
+        offered a request for that long, folded into ``p.retired``.
+        """
+        with self._lock:
+            stale = [u for u, (w, _) in p.refused.items() if w < window]
+            for user in stale:
+                hit = p.refused.get(user)
+                if hit is not None and hit[0] < window:
+                    del p.refused[user]
+            if p.leases:
+                old = [u for u, lease in p.leases.items() if lease.window < window - 1]
+                for user in old:
+                    del p.leases[user]
+        idle = max(2, math.ceil(IDLE_FORGET / p.window))
+        if p.swept >= 0 and window - p.swept < max(1, idle // 4):
+            return
+        p.swept = window
+        named = p.policy.allocations
+        with self._lock:
+            seen = [(u, s.seen) for u, s in p.stats.items()]
+        gone = [u for u, last in seen if last < window - idle and u not in named]
+        if not gone:
+            return
+        with self._lock:
+            for user in gone:
+                stats = p.stats.get(user)
+                if stats is not None and stats.seen < window - idle:
+                    p.retired.fold(stats)
+                    del p.stats[user]
 
     # -- recomputation -------------------------------------------------------------------
 
@@ -596,58 +846,93 @@ class GateCore:
 
         0 is an outage: everything is refused with 503, and the Retry-After advertised
         grows with the outage's length (up to 10 s).
+        On a pool backed by a shared store the value is also published: every node
+        applies it within two control periods, and a node started later takes it up.
         """
-        names = [pool] if pool is not None else list(self.pools)
-        if pool is None and len(names) > 1:
-            raise ValueError("several pools: name the one whose capacity changes")
         now = self.clock() if now is None else now
-        for name in names:
-            p = self.pools[name]
-            p.governor.set_capacity(capacity)
-            p.full = -1  # a cached "pool full" may no longer hold
-            if capacity > 0:
-                if p.outage_since is not None:
-                    # The clients told to wait are coming back together: stay on until
-                    # the longest wait advertised has passed, and the release hold after.
-                    hold = _OUTAGE_RETRY_MAX + p.policy.release_after * (
-                        p.policy.control_period or p.policy.window
-                    )
-                    p.governor.hold(hold)
-                p.outage_since = None
-            elif p.outage_since is None:
-                p.outage_since = now
+        for p in self._named(pool, "capacity"):
+            self._apply_capacity(p, capacity, now)
+            if p.name in self._shared:
+                with self._lock:
+                    p.publish["capacity"] = repr(float(capacity))
 
-    def snapshot(self) -> dict[str, Any]:
-        """Counters and state an operator can read (JSON-serialisable)."""
+    def set_shadow(self, on: bool, pool: str | None = None) -> None:
+        """Turn a pool's shadow mode on or off at run time (published like the capacity).
+
+        In shadow mode the gate decides and reports but refuses nothing: a dark launch.
+        """
+        for p in self._named(pool, "shadow mode"):
+            p.shadow = bool(on)
+            if p.name in self._shared:
+                with self._lock:
+                    p.publish["shadow"] = "1" if on else "0"
+
+    def _named(self, pool: str | None, what: str) -> list[_Pool]:
+        if pool is not None:
+            return [self.pools[pool]]
+        if len(self.pools) > 1:
+            raise ValueError(f"several pools: name the one whose {what} changes")
+        return list(self.pools.values())
+
+    def _apply_capacity(self, p: _Pool, capacity: float, now: float) -> None:
+        """Put a capacity in force on this node (see :meth:`set_capacity`)."""
+        p.governor.set_capacity(capacity)
+        p.full = -1  # a cached "pool full" may no longer hold
+        if capacity > 0:
+            if p.outage_since is not None:
+                # The clients told to wait are coming back together: stay on until
+                # the longest wait advertised has passed, and the release hold after.
+                hold = _OUTAGE_RETRY_MAX + p.policy.release_after * (
+                    p.policy.control_period or p.policy.window
+                )
+                p.governor.hold(hold)
+            p.outage_since = None
+        elif p.outage_since is None:
+            p.outage_since = now
+
+    def snapshot(self, *, users: bool = True) -> dict[str, Any]:
+        """Counters and state an operator can read (JSON-serialisable).
+
+        Per pool, ``users`` holds every User seen lately (only those named in the
+        policy with ``users=False``); ``other`` sums the Users not named in the policy,
+        forgotten ones included (``retired``), so it never goes down. Its size follows
+        the Users active lately, never every identity ever seen, and the request path
+        waits only for a list copy.
+        """
         pools: dict[str, Any] = {}
         for name, p in self.pools.items():
             gov = p.governor
-            with self._lock:
-                users: dict[str, dict[str, Any]] = {
-                    user: {
-                        "offered": s.offered,
-                        "admitted": s.admitted,
-                        "refused_user": s.refused_user,
-                        "refused_capacity": s.refused_capacity,
-                        "shadow_refused": s.shadow_refused,
-                        "cached_refusals": s.cached_refusals,
-                        "leased": s.leased,
-                    }
-                    for user, s in p.stats.items()
-                }
-            for user, figures in users.items():
-                figures["demand"] = round(gov.demand.get(user, 0.0), 3)
+            named = p.policy.allocations
+            with self._lock:  # one consistent cut: the sweep moves counts under this lock
+                items = list(p.stats.items())
+                retired = p.retired.figures()
+            other = UserStats()
+            other.fold(UserStats(**retired))
+            figures_of: dict[str, dict[str, Any]] = {}
+            for user, stats in items:
+                if user not in named:
+                    other.fold(stats)
+                    if not users:
+                        continue
+                figures_of[user] = stats.figures()
+            demand = gov.demand
+            for user, figures in figures_of.items():
+                figures["demand"] = round(demand.get(user, 0.0), 3)
                 limit = gov.limit(user)
                 figures["limit"] = None if limit is None else round(limit, 3)
             pools[name] = {
                 "active": gov.active,
-                "shadow": p.policy.shadow,
+                "shadow": p.shadow,
                 "capacity": gov.capacity,
                 "budget": gov.budget,
-                "offered_rate": round(sum(gov.demand.values()), 3),
-                "users": users,
+                "offered_rate": round(sum(demand.values()), 3),
+                "nodes_live": p.live if name in self._shared else None,
+                "nodes_fenced": p.missing,
+                "users": figures_of,
+                "other": other.figures(),
+                "retired": retired,
             }
-        return {"degraded": self.degraded_since is not None, "pools": pools}
+        return {"degraded": self.degraded_since is not None, "node": self.node, "pools": pools}
 
 
 def _speaks_429(version: str | None, policy: TrafficPolicy) -> bool:
@@ -672,7 +957,6 @@ class Gate(GateCore):
         )
         self._shared = {n for n, led in self._ledgers.items() if not isinstance(led, MemoryLedger)}
         self.use_leases(self._shared)
-        self._fallback = MemoryLedger(window=min(p.policy.window for p in self.pools.values()))
         self._background = background
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -683,6 +967,7 @@ class Gate(GateCore):
         if self._background and self._thread is None:
             self.start()
         p = self.pools[identity.pool]
+        real = now is None
         if now is None:
             now = self.clock()
         window = math.floor(now / p.window)
@@ -696,7 +981,7 @@ class Gate(GateCore):
             outcome = self._ledgers[p.name].take(p.name, window, user, n, quota)
             self.record(p, user, window, n, outcome, quota)
             return self.decision(p, identity, n, now, quota, outcome, degraded=False)
-        degraded = not self.store_usable(now)
+        degraded = self.degraded_since is not None
         quota = self.quota(p, user, degraded=True) if degraded else self.quota_for(p, user)
         if p.lease is not None and not degraded:
             leased = self.from_lease(p, identity, n, now, window, quota)
@@ -705,18 +990,19 @@ class Gate(GateCore):
         cached = self.cached(p, user, window, quota)
         if cached is not None:
             return self.refuse_cached(p, identity, n, now, window, quota, cached, degraded)
-        taken = None if degraded else self._take(p, window, user, n, quota, now)
+        taken = None if degraded else self._take(p, window, user, n, quota, now, real)
         if taken is not None:
             outcome = taken
         else:  # the store failed, now or earlier: decide locally
             degraded = True
             quota = self.quota(p, user, degraded=True)
-            outcome = self._fallback.take(p.name, window, user, n, quota)
+            outcome = self.local.take(p.name, window, user, n, quota)
+            self.record_local(p, user, window, n, outcome.admitted)
         self.record(p, user, window, n, outcome, quota)
         return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
 
     def _take(
-        self, p: _Pool, window: int, user: str, n: int, quota: Quota, now: float
+        self, p: _Pool, window: int, user: str, n: int, quota: Quota, now: float, real: bool
     ) -> Outcome | None:
         ledger = self._ledgers[p.name]
         try:
@@ -734,38 +1020,71 @@ class Gate(GateCore):
                         self.return_pending(p, {window: {user: earlier}})
                     raise
         except Exception as exc:  # any store fault: never a 500 for the User
-            self.store_failed(now, exc)
+            self.store_failed(self.clock() if real else now, exc)
             return None
-        if self.degraded_since is not None:
-            self.store_ok(now)
         if p.lease is not None:
             outcome = self.leased(p, user, n, now, window, quota, outcome)
         return outcome
 
     def tick(self, now: float | None = None) -> None:
-        """Recompute every pool from the offered rate of the last window (off the hot path)."""
+        """Recompute every pool from the offered rate of the last window (off the hot path).
+
+        On a shared store this is also the node's heartbeat, the carrier of its local
+        counts and control values, and, while the store is failed, the only probe.
+        """
+        real = now is None
         now = self.clock() if now is None else now
         with self._tick_lock:
             for p in self.pools.values():
                 window = self.window_of(p, now)
-                pending = self.take_pending(p)
                 ledger, scale = self._ledgers[p.name], 1
-                if p.name in self._shared and self.store_usable(now):
-                    try:
-                        counts = ledger.flush_and_read(p.name, pending, window)
-                    except Exception as exc:  # keep deciding locally; the counts are kept
-                        self.store_failed(now, exc)
-                        self.return_pending(p, pending)
-                        counts = self._fallback.flush_and_read(p.name, {}, window)
-                        scale = p.policy.nodes
+                if p.name not in self._shared:
+                    counts = ledger.flush_and_read(p.name, self.take_pending(p), window)
+                elif self.store_usable(now):
+                    got = self._sync(p, window, real, now)
+                    if got is None:
+                        counts, scale = (
+                            self.local.flush_and_read(p.name, {}, window),
+                            p.policy.nodes,
+                        )
                     else:
-                        self.store_ok(now)
-                elif p.name in self._shared:
-                    counts = self._fallback.flush_and_read(p.name, pending, window)
-                    scale = p.policy.nodes
+                        counts = got
                 else:
-                    counts = ledger.flush_and_read(p.name, pending, window)
+                    self.prune_unsent(p, window)
+                    counts, scale = self.local.flush_and_read(p.name, {}, window), p.policy.nodes
                 self.absorb(p, now, counts, scale)
+                self.sweep(p, window)
+
+    def _sync(
+        self, p: _Pool, window: int, real: bool, now: float
+    ) -> tuple[dict[str, int], dict[str, int]] | None:
+        """One round trip for a shared pool; None (and local decisions) if it failed."""
+        ledger = self._ledgers[p.name]
+        sync = getattr(ledger, "sync", None)
+        out = self.outbox(p, window)
+        try:
+            if sync is None:  # a ledger without heartbeats: counts only
+                counts: tuple[dict[str, int], dict[str, int]] = ledger.flush_and_read(
+                    p.name, out.offered, window
+                )
+            else:
+                got: Synced = sync(
+                    p.name, window, self.node, alive_ms(self._period(p)), out, p.policy.window
+                )
+        except Exception as exc:  # keep deciding locally; the counts are kept
+            self.undo_outbox(p, out)
+            self.store_failed(self.clock() if real else now, exc, probe=True)
+            return None
+        at = self.clock() if real else now
+        if sync is None:
+            if self.degraded_since is not None:
+                self.store_ok(at)
+            return counts
+        return self.synced(p, got, at)
+
+    @staticmethod
+    def _period(p: _Pool) -> float:
+        return p.policy.control_period or p.policy.window
 
     def start(self) -> None:
         """Start the background recomputation thread (idempotent)."""
@@ -776,7 +1095,7 @@ class Gate(GateCore):
             self._thread.start()
 
     def _run(self) -> None:
-        period = min(p.policy.control_period or p.policy.window for p in self.pools.values())
+        period = min(self._period(p) for p in self.pools.values())
         while not self._stop.wait(period):
             try:
                 self.tick()
@@ -784,10 +1103,17 @@ class Gate(GateCore):
                 log.exception("srtm: recomputation failed; will try again next period")
 
     def close(self) -> None:
-        """Stop the background thread and release the storages."""
+        """Stop the background thread, leave the live nodes and release the storages."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        for name in self._shared:
+            leave = getattr(self._ledgers[name], "leave", None)
+            if leave is not None and self.degraded_since is None:
+                try:
+                    leave(name, self.node)
+                except Exception:  # a dead store: the heartbeat lapses instead
+                    log.debug("srtm: could not leave the live nodes", exc_info=True)
         for ledger in {id(led): led for led in self._ledgers.values()}.values():
             try:
                 ledger.close()

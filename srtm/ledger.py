@@ -28,17 +28,20 @@ if TYPE_CHECKING:
     from srtm.policy import TrafficPolicy
 
 __all__ = [
+    "Control",
     "Ledger",
     "MemoryLedger",
     "Outcome",
     "Quota",
     "Reason",
     "RedisLedger",
+    "Synced",
     "admit_count",
     "grant_count",
     "ledger_for",
     "redis_keys",
     "room",
+    "store_keys",
 ]
 
 #: The pool total's field in the admitted hash (User IDs are never empty).
@@ -163,6 +166,172 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 """
 
 
+def store_keys(pool: str) -> tuple[str, str]:
+    """(nodes sorted set, control hash) of a pool: the same hash tag as its counters."""
+    return f"srtm:{{{pool}}}:nodes", f"srtm:{{{pool}}}:control"
+
+
+# A node's control-period round trip: publish its heartbeat (score: the Redis server's
+# own clock in ms, so node clocks never matter), forget nodes silent for ``keep`` ms,
+# count live nodes and lapsed ones, publish control values if given (bumping ``rev``),
+# add counted-locally requests (offered and admitted) to some windows, then read the
+# previous and current offered counts and the control hash back.
+# KEYS: offered(previous), offered(current), nodes, control, then hashes to add to.
+# ARGV: ttl, node, alive_ms, keep_ms, window, nc, nc pairs (field, value),
+#       then per added key: m, then m pairs of (field, count).
+SYNC_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local node, alive, keep = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if node ~= '' then redis.call('ZADD', KEYS[3], now, node) end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - keep)
+redis.call('PEXPIRE', KEYS[3], keep)
+local live = redis.call('ZCOUNT', KEYS[3], now - alive, '+inf')
+local lapsed = redis.call('ZCOUNT', KEYS[3], '-inf', '(' .. (now - alive))
+redis.call('HSET', KEYS[4], 'window', ARGV[5])
+local nc = tonumber(ARGV[6])
+local i = 7
+if nc > 0 then
+  for _ = 1, nc do
+    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2
+  end
+  redis.call('HINCRBY', KEYS[4], 'rev', 1)
+end
+for k = 5, #KEYS do
+  local m = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, m do
+    redis.call('HINCRBY', KEYS[k], ARGV[i], tonumber(ARGV[i + 1])); i = i + 2
+  end
+  redis.call('EXPIRE', KEYS[k], ttl)
+end
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), live, lapsed,
+  redis.call('HGETALL', KEYS[4])}
+"""
+
+# Publish control values from outside any gate (``srtm set-capacity``).
+# KEYS: control hash. ARGV: pairs of (field, value).
+PUBLISH_SCRIPT = """
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return redis.call('HINCRBY', KEYS[1], 'rev', 1)
+"""
+
+#: A node whose heartbeat is older than this many ms is taken for cut off or dead,
+#: at most (the control period sets it: see :func:`alive_ms`).
+_ALIVE_MAX = 2.0
+#: Lapsed nodes are remembered this long (s), then taken for gone for good.
+LAPSED_KEEP = 600.0
+
+
+def alive_ms(control_period: float) -> int:
+    """How long a heartbeat counts: four control periods, within 1 to 2 seconds."""
+    return int(1000 * min(_ALIVE_MAX, max(1.0, 4 * control_period)))
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """Values published for every node of a pool (``rev`` 0: nothing published yet)."""
+
+    rev: int = 0
+    capacity: float | None = None
+    shadow: bool | None = None
+    window: float | None = None
+
+    @classmethod
+    def parse(cls, fields: Mapping[str, str]) -> Control:
+        """From the control hash's fields; anything unreadable counts as not published."""
+
+        def number(name: str) -> float | None:
+            try:
+                value = float(fields[name])
+            except (KeyError, ValueError):
+                return None
+            return value if value >= 0 and value != float("inf") else None
+
+        shadow = fields.get("shadow")
+        rev = number("rev")
+        return cls(
+            rev=int(rev) if rev is not None else 0,
+            capacity=number("capacity"),
+            shadow=None if shadow not in ("0", "1") else shadow == "1",
+            window=number("window"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """What one control-period round trip brought back."""
+
+    previous: dict[str, int]  # offered counts of the previous window, all nodes
+    current: dict[str, int]  # offered counts of the current window so far
+    live: int  # nodes whose heartbeat is fresh (this one included)
+    lapsed: int  # nodes seen lately whose heartbeat has lapsed
+    control: Control
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What a node sends with one round trip: locally counted requests and control values.
+
+    ``offered`` and ``admitted`` map window -> field -> count; an admitted count's
+    pool total goes under the :data:`TOTAL` field.
+    """
+
+    offered: dict[int, dict[str, int]]
+    admitted: dict[int, dict[str, int]]
+    publish: dict[str, str]
+
+
+def decode_fields(flat: list[Any]) -> dict[str, str]:
+    """HGETALL's flat reply -> {field: value} as text."""
+    out: dict[str, str] = {}
+    for i in range(0, len(flat) - 1, 2):
+        key, value = flat[i], flat[i + 1]
+        out[key.decode() if isinstance(key, bytes) else str(key)] = (
+            value.decode() if isinstance(value, bytes) else str(value)
+        )
+    return out
+
+
+def sync_args(
+    pool: str,
+    window: int,
+    ttl: int,
+    node: str,
+    alive: int,
+    window_s: float,
+    out: Outbox,
+) -> tuple[list[str], list[str | int | float]]:
+    """KEYS and ARGV of :data:`SYNC_SCRIPT`."""
+    nodes, control = store_keys(pool)
+    keys = [redis_keys(pool, window - 1)[0], redis_keys(pool, window)[0], nodes, control]
+    args: list[str | int | float] = [ttl, node, alive, int(LAPSED_KEEP * 1000), repr(window_s)]
+    args.append(len(out.publish))
+    for name, value in out.publish.items():
+        args.extend((name, value))
+    for which, added in ((0, out.offered), (1, out.admitted)):
+        for w, counts in added.items():
+            if not counts:
+                continue
+            keys.append(redis_keys(pool, w)[which])
+            args.append(len(counts))
+            for name, count in counts.items():
+                args.extend((name, count))
+    return keys, args
+
+
+def decode_synced(reply: list[Any]) -> Synced:
+    """:data:`SYNC_SCRIPT`'s reply."""
+    previous, current, live, lapsed, control = reply
+    return Synced(
+        decode_counts(previous),
+        decode_counts(current),
+        int(live),
+        int(lapsed),
+        Control.parse(decode_fields(control)),
+    )
+
+
 def ttl_for(window: float) -> int:
     """Seconds a window's counters are kept: long enough for the governor to read them."""
     return max(int(window * 4) + 2, 5)
@@ -272,6 +441,12 @@ class MemoryLedger:
                 counts.total = total = total + k
             return Outcome(k, reason, used, total)
 
+    def count(self, pool: str, window: int, user: str, n: int) -> None:
+        """Count ``n`` offered requests decided elsewhere (refused from a cache)."""
+        with self._lock:
+            offered = self._counts(pool, window).offered
+            offered[user] = offered.get(user, 0) + n
+
     def flush_and_read(
         self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
     ) -> tuple[dict[str, int], dict[str, int]]:
@@ -297,10 +472,13 @@ class RedisLedger:
 
     def __init__(self, uri: str, *, window: float = 1.0, **options: Any) -> None:
         self.uri = uri
-        self.storage = cast(RedisStorage, storage_from_string(uri, **options))
+        self.storage = cast(RedisStorage, built(uri, options, lambda: storage_from_string))
         client: Any = self.storage.get_connection()  # redis-py's client; limits types it loosely
+        check_client(uri, client)
+        self._client = client
         self._take = client.register_script(TAKE_SCRIPT)
         self._flush = client.register_script(FLUSH_SCRIPT)
+        self._sync = client.register_script(SYNC_SCRIPT)
         self._ttl = ttl_for(window)
 
     def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
@@ -335,18 +513,80 @@ class RedisLedger:
         previous, current = self._flush(keys=keys, args=args)
         return decode_counts(previous), decode_counts(current)
 
+    def sync(
+        self, pool: str, window: int, node: str, alive: int, out: Outbox, seconds: float
+    ) -> Synced:
+        """One control period's round trip: heartbeat, counts out, counts and control in.
+
+        ``seconds`` is the pool's window length, published for ``srtm inspect``.
+        """
+        keys, args = sync_args(pool, window, self._ttl, node, alive, seconds, out)
+        return decode_synced(self._sync(keys=keys, args=args))
+
+    def leave(self, pool: str, node: str) -> None:
+        """Take this node off the pool's live nodes (a clean shutdown is no lapse)."""
+        self._client.zrem(store_keys(pool)[0], node)
+
     def close(self) -> None:
-        client: Any = self.storage.get_connection()
-        client.close()
+        self._client.close()
 
 
-#: Socket timeouts so a dead store costs a decision milliseconds, not a hang.
-SYNC_REDIS_DEFAULTS: dict[str, Any] = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+def built(uri: str, options: Mapping[str, Any], factory: Any) -> Any:
+    """A ``limits`` storage for ``uri``; options it cannot take are a :class:`PolicyError`.
+
+    ``factory`` returns ``storage_from_string`` (sync or aio).
+    """
+    from srtm._errors import PolicyError
+
+    try:
+        return factory()(uri, **options)
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(
+            "storage_options", f"{uri!r} cannot take {dict(options)!r}: {exc}"
+        ) from exc
+
+
+def check_client(uri: str, client: Any) -> None:
+    """Build (not connect) one connection now, so options the client only reads when it
+    first connects (every redis-py connection keyword) fail when the gate is built,
+    not at the first request."""
+    from srtm._errors import PolicyError
+
+    pool = getattr(client, "connection_pool", None)
+    kind = getattr(pool, "connection_class", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if kind is None or not isinstance(kwargs, dict):
+        return  # Cluster and coredis clients take their options when built
+    try:
+        kind(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise PolicyError("storage_options", f"{uri!r}: {exc}") from exc
+
+
+#: Timeouts so a dead store costs a decision milliseconds, not a hang, and no retries:
+#: redis-py retries a failed command 3 times by default, which would make a probing
+#: request wait four socket timeouts. The gate itself falls back and probes again.
+SYNC_REDIS_DEFAULTS: dict[str, Any] = {
+    "socket_timeout": 0.25,
+    "socket_connect_timeout": 0.25,
+}
+
+
+def redis_defaults() -> dict[str, Any]:
+    """Default client options for the Redis family (sync redis-py).
+
+    ``retry`` serves Redis, Sentinel's master connections and Cluster alike: Cluster
+    otherwise re-runs a failed command on a refreshed slot map three times.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {**SYNC_REDIS_DEFAULTS, "retry": Retry(NoBackoff(), 0)}
 
 
 def ledger_for(policy: TrafficPolicy) -> Ledger:
     """The sync ledger for a policy's storage URI."""
     if policy.scheme == "memory":
         return MemoryLedger(policy.sync_storage_uri, window=policy.window)
-    options = {**SYNC_REDIS_DEFAULTS, **policy.storage_options}
+    options = {**redis_defaults(), **policy.storage_options}
     return RedisLedger(policy.sync_storage_uri, window=policy.window, **options)

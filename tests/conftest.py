@@ -1,12 +1,15 @@
-"""Shared fixtures: a private redis-server, and CI's rule that nothing is skipped."""
+"""Shared fixtures: a private redis-server, a TCP proxy a test can cut, and CI's rule
+that nothing is skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -121,6 +124,100 @@ def private_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.cleanup()
+
+
+class TcpProxy:
+    """A TCP relay on loopback between a client and a server, which a test can cut.
+
+    While cut, bytes in either direction are read and dropped and new connections are
+    accepted but relay nothing: what a client sees of a partition (its commands time
+    out), with no connection closed for it. :meth:`heal` lets traffic through again.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._open = threading.Event()
+        self._open.set()
+        self._closing = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        """Drop everything from now on, in both directions."""
+        self._open.clear()
+
+    def heal(self) -> None:
+        """Relay again."""
+        self._open.set()
+
+    def _accept(self) -> None:
+        self._server.settimeout(0.2)
+        while not self._closing.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.2)
+        while not self._closing.is_set():
+            try:
+                data = src.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            if not self._open.is_set():
+                continue  # cut: the bytes are lost, as on a partitioned link
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._server.close()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def redis_proxy(private_redis: RedisServer) -> Iterator[TcpProxy]:
+    """A :class:`TcpProxy` in front of this test's private redis-server."""
+    proxy = TcpProxy(private_redis.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 @pytest.fixture

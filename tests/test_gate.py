@@ -236,12 +236,15 @@ def test_store_outage_falls_back_locally_and_recovers(
     # so TM holds a there (its guarantee, 20, is under it).
     assert sum(d.admitted for d in during) == 40
     assert all(d.status in (200, 429, 503) for d in during)
-    gate.tick(now=2.0)  # a failed flush keeps its counts and does not raise
+    gate.tick(now=2.0)  # a failed probe keeps its counts and does not raise
     private_redis.start()
-    later = gate.decide(Identity("a", "4.1"), now=2.0 + 60)
+    # Requests never probe a store known to be down: only the control loop does.
+    assert gate.decide(Identity("a", "4.1"), now=60.0).degraded
+    gate.tick(now=60.5)  # the probe: back on the store, the local counts carried there
+    assert gate.degraded_since is None
+    later = gate.decide(Identity("a", "4.1"), now=60.6)
     assert later.admitted == 1
     assert not later.degraded
-    assert gate.degraded_since is None
     gate.close()
 
 
@@ -326,3 +329,105 @@ def test_traffic_management_stays_on_after_an_outage_until_clients_are_back() ->
     second = gate2.decide(Identity("a", "4.1"), 40, now=2.2)
     assert first.admitted < 80
     assert second.admitted == 40
+
+
+@pytest.mark.redis
+def test_bad_storage_options_fail_when_the_gate_is_built(redis_db: str) -> None:
+    from srtm import PolicyError
+    from srtm.aio.gate import AsyncGate
+
+    bad = policy(storage=redis_db, storage_options={"bogus_opt": 1})
+    for build in (Gate, AsyncGate):
+        with pytest.raises(PolicyError, match="bogus_opt") as caught:
+            build(bad, background=False)
+        assert caught.value.field == "storage_options"
+    good = Gate(policy(storage=redis_db, storage_options={"socket_timeout": 1.0}), background=False)
+    assert good.decide(Identity("a", "4.1"), now=0.5).admitted == 1
+    good.close()
+
+
+def _rss() -> int:
+    """Resident set size of this process in bytes (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="Linux only")
+def test_state_stays_flat_whatever_the_number_of_identities(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """300,000 identities, 1,000 new ones a second: memory and state stay flat.
+
+    Without expiry each identity costs about 300 bytes for good (issue 8: 1M identities
+    took RSS from 26 to 320 MB), so the last 200,000 would add about 60 MB; the bound
+    below is 8 MB. Counts are never lost: forgotten Users' counts go to ``retired``.
+    """
+    import srtm.gate
+
+    monkeypatch.setattr(srtm.gate, "IDLE_FORGET", 5.0)  # the same sweep, sooner
+    gate = Gate(policy(capacity=2000), background=False)
+    marks: dict[int, tuple[int, int]] = {}
+    for second in range(300):
+        gate.tick(now=float(second))
+        for k in range(1000):
+            gate.decide(Identity(f"id-{second}-{k}", "4.1"), now=second + k / 1000)
+        if second + 1 in (100, 300):
+            marks[second + 1] = (_rss(), len(gate.pool("default").stats))
+    pool = gate.pool("default")
+    assert marks[300][0] - marks[100][0] < 8_000_000, marks
+    assert marks[300][1] <= 10_000, marks
+    assert marks[100][1] <= 10_000, marks
+    snapshot = gate.snapshot()["pools"]["default"]
+    offered = sum(u["offered"] for u in snapshot["users"].values())
+    assert offered + snapshot["retired"]["offered"] == 300_000
+    assert snapshot["other"]["offered"] == 300_000  # none of them is named
+    light = gate.snapshot(users=False)["pools"]["default"]
+    assert light["users"] == {}
+    assert light["other"] == snapshot["other"]
+    assert len(pool.refused) + len(pool.quotas) <= 2_000
+    gate.close()
+
+
+def test_async_gate_recomputes_many_users_off_the_loop() -> None:
+    """Past 1,000 Users the AsyncGate's recomputation runs in a worker thread: same result."""
+    import asyncio
+
+    from srtm.aio import gate as aio_gate
+
+    async def run() -> tuple[bool, float | None, int]:
+        gate = aio_gate.AsyncGate(policy(capacity=1000), background=False)
+        for second in range(3):
+            await gate.tick(now=float(second))
+            for u in range(1500):
+                await gate.decide(Identity(f"u{u}", "4.1"), 1, now=second + u / 1500)
+        await gate.tick(now=3.0)
+        pool = gate.pool("default")
+        got = pool.governor.active, pool.governor.limit("u1"), len(pool.governor.demand)
+        await gate.close()
+        return got
+
+    assert aio_gate._OFF_LOOP < 1500
+    active, limit, users = asyncio.run(run())
+    assert active  # 1,500 SR/s offered against a budget of 800
+    assert limit is not None
+    assert users >= 1500
+
+
+def test_an_idle_unnamed_user_is_forgotten_and_its_counts_kept() -> None:
+    import srtm.gate
+
+    gate = Gate(policy(), background=False)
+    for user in ("a", "stranger"):
+        for i in range(5):
+            gate.decide(Identity(user, "4.1"), now=0.1 + i / 10)
+    gate.tick(now=1.0)
+    before = gate.snapshot()["pools"]["default"]
+    assert before["other"]["offered"] == 5
+    later = 2.0 + srtm.gate.IDLE_FORGET
+    gate.tick(now=later)
+    after = gate.snapshot()["pools"]["default"]
+    assert "stranger" not in after["users"]  # forgotten...
+    assert after["other"] == before["other"]  # ...its counts are not
+    assert after["retired"]["offered"] == 5
+    assert after["users"]["a"]["offered"] == 5  # named Users are never forgotten
+    gate.close()

@@ -94,3 +94,34 @@ def test_within_allocation_is_never_refused_while_guarantees_fit(
                 decision = gate.decide(Identity(user, "4.1"), n, now=now)
                 if second >= 1 and user != "a" and want <= allocations[USERS.index(user)]:
                     assert decision.admitted == n, (user, second, k, decision)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    capacity=st.floats(min_value=1, max_value=5000),
+    threshold=st.floats(min_value=0.3, max_value=1.0),
+    nodes=st.integers(min_value=2, max_value=8),
+    data=st.data(),
+)
+def test_fenced_figures_and_the_lapsed_shares_add_up_to_at_most_capacity(
+    capacity: float, threshold: float, nodes: int, data: st.DataObject
+) -> None:
+    """A node on the store keeps the lapsed nodes' shares off its cap and budget: what it
+    may admit plus what every lapsed node may admit locally never passes the cap."""
+    missing = data.draw(st.integers(min_value=1, max_value=nodes - 1))
+    policy = TrafficPolicy(
+        capacity=capacity, threshold=threshold, allocations={"a": capacity / 4}, nodes=nodes
+    )
+    gate = Gate(policy, background=False)
+    pool = gate.pool("default")
+    full = gate.quota_for(pool, "a")
+    local = gate.quota(pool, "a", degraded=True)  # what a cut-off node admits at most
+    pool.missing = missing
+    pool.quotas_epoch = -1
+    fenced = gate.quota_for(pool, "a")
+    assert fenced.cap + missing * local.cap <= full.cap
+    assert fenced.budget + missing * local.budget <= full.budget
+    assert fenced.limit <= fenced.cap
+    assert fenced.guarantee <= fenced.cap
+    assert fenced.budget <= fenced.cap
+    gate.close()

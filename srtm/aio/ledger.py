@@ -9,13 +9,21 @@ from limits.storage import storage_from_string
 
 from srtm.ledger import (
     FLUSH_SCRIPT,
+    SYNC_SCRIPT,
     TAKE_SCRIPT,
+    Outbox,
     Outcome,
     Quota,
     Reason,
+    Synced,
+    built,
+    check_client,
     decode_counts,
+    decode_synced,
     flush_args,
     redis_keys,
+    store_keys,
+    sync_args,
     ttl_for,
 )
 from srtm.ledger import MemoryLedger as SyncMemoryLedger
@@ -84,13 +92,15 @@ class RedisLedger:
 
     def __init__(self, uri: str, *, window: float = 1.0, **options: Any) -> None:
         self.uri = uri
-        self.storage = cast(RedisStorage, storage_from_string(uri, **options))
+        self.storage = cast(RedisStorage, built(uri, options, lambda: storage_from_string))
         # limits exposes its client (redis.asyncio or coredis) through the storage's bridge.
         client: Any = self.storage.bridge.get_connection()  # type: ignore[attr-defined]
+        check_client(uri, client)
         self._client = client
         # Both clients' script objects are awaitable when called with keys= and args=.
         self._take = client.register_script(TAKE_SCRIPT)
         self._flush = client.register_script(FLUSH_SCRIPT)
+        self._sync = client.register_script(SYNC_SCRIPT)
         self._ttl = ttl_for(window)
 
     async def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
@@ -123,6 +133,23 @@ class RedisLedger:
         previous, current = cast(list[list[Any]], await self._flush(keys=keys, args=args))
         return decode_counts(previous), decode_counts(current)
 
+    async def sync(
+        self, pool: str, window: int, node: str, alive: int, out: Outbox, seconds: float
+    ) -> Synced:
+        """One control period's round trip: heartbeat, counts out, counts and control in.
+
+        ``seconds`` is the pool's window length, published for ``srtm inspect``.
+        """
+        keys, args = sync_args(pool, window, self._ttl, node, alive, seconds, out)
+        return decode_synced(cast(list[Any], await self._sync(keys=keys, args=args)))
+
+    async def leave(self, pool: str, node: str) -> None:
+        """Take this node off the pool's live nodes (a clean shutdown is no lapse)."""
+        if hasattr(self._client, "aclose"):  # redis.asyncio: members as arguments
+            await self._client.zrem(store_keys(pool)[0], node)
+        else:  # coredis: members as a list
+            await self._client.zrem(store_keys(pool)[0], [node])
+
     async def close(self) -> None:
         aclose = getattr(self._client, "aclose", None)
         if aclose is not None:  # redis.asyncio
@@ -149,7 +176,14 @@ def ledger_for(policy: TrafficPolicy) -> Ledger:
         return MemoryLedger(policy.async_storage_uri, window=policy.window)
     options = dict(policy.storage_options)
     if options.get("implementation", "redispy") == "redispy":
-        options = {**ASYNC_REDIS_DEFAULTS, **options}
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # No client retries (redis-py retries 3 times by default): the gate falls back
+        # and its control loop probes again; Cluster (whose own retries this object
+        # replaces) tries a command once.
+        defaults: dict[str, Any] = {**ASYNC_REDIS_DEFAULTS, "retry": Retry(NoBackoff(), 0)}
+        options = {**defaults, **options}
     else:
         options = {**COREDIS_DEFAULTS, **options}
     return RedisLedger(policy.async_storage_uri, window=policy.window, **options)
