@@ -43,7 +43,6 @@ from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.exposition import choose_encoder  # noqa: E402
 from prometheus_client.registry import Collector  # noqa: E402
 
-from srtm._errors import PolicyError  # noqa: E402
 from srtm.ledger import Reason  # noqa: E402
 
 if TYPE_CHECKING:
@@ -126,14 +125,9 @@ class GatewayMetrics(Collector):
         self.namespace = namespace
         self._named: dict[str, frozenset[str]] = {}
         for name, pool in gate.pools.items():
-            named = frozenset(pool.policy.allocations)
-            for reserved in (OTHER, UNIDENTIFIED):
-                if reserved in named:
-                    raise PolicyError(
-                        f"pools[{name!r}].allocations",
-                        f"{reserved!r} is reserved for the metrics' collective label",
-                    )
-            self._named[name] = named
+            # No allocation can name _other or _unidentified: a policy's keys must be User
+            # IDs, which start with a letter or digit (TrafficPolicy checks it).
+            self._named[name] = frozenset(pool.policy.allocations)
         # Built unregistered: this collector yields them, so one registration covers all.
         self._requests = Counter(
             "requests",
