@@ -19,7 +19,15 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import client_dispatch, inprocess, leases, multinode, roundtrips, throughput
+from bench import (
+    client_dispatch,
+    inprocess,
+    leases,
+    multinode,
+    roundtrips,
+    state,
+    throughput,
+)
 from bench._common import base_parser, machine, write_json
 
 SCRIPTS = {
@@ -29,6 +37,7 @@ SCRIPTS = {
     "throughput": throughput.main,
     "multinode": multinode.main,
     "client_dispatch": client_dispatch.main,
+    "state": state.main,
 }
 
 

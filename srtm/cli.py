@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import srtm
+from srtm import _ops_cli
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -195,6 +196,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, ModuleType | None]:
     parser.add_argument("--version", action="version", version=f"srtm {srtm.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo(subparsers)
+    _ops_cli.add_parsers(subparsers)
     sim = _sim_cli()
     if sim is not None:
         sim.add_parser(subparsers)
@@ -266,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse would report these with the top-level usage; the command's own usage
         # is the one that helps (``srtm simulate --bogus`` shows simulate's options).
         _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command in _ops_cli.COMMANDS:
+        return _ops_cli.run(args)
     if args.command == "demo":
         return _demo(parser, args)
     if args.command == "simulate":

@@ -925,7 +925,7 @@ class GateCore:
                 "shadow": p.shadow,
                 "capacity": gov.capacity,
                 "budget": gov.budget,
-                "offered_rate": round(sum(demand.values()), 3),
+                "offered_rate": round(gov.offered, 3),  # named Users and the collective
                 "nodes_live": p.live if name in self._shared else None,
                 "nodes_fenced": p.missing,
                 "users": figures_of,

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bench import _apps, client_dispatch, inprocess, leases, multinode, roundtrips, throughput
+from bench import (
+    _apps,
+    client_dispatch,
+    inprocess,
+    leases,
+    multinode,
+    roundtrips,
+    state,
+    throughput,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -87,3 +96,15 @@ def test_client_dispatch(tmp_path: Path) -> None:
     result = run(client_dispatch.main, tmp_path)
     assert result["dispatch"]["sync"]["settled_per_s"] > 0
     assert result["top_up"]["sync"]["top_up_latency_ms"]["median"] > 0
+
+
+def test_state(tmp_path: Path) -> None:
+    result = run(state.main, tmp_path)
+    from srtm.gate import IDLE_FORGET
+
+    # 1,000 new identities a second: Users idle past the forget horizon are dropped, so at
+    # most the last IDLE_FORGET seconds' identities (and one sweep's worth more) are held.
+    for row in result["memory"]:
+        assert row["users_held"] <= (IDLE_FORGET + 10) * 1000 < row["identities"], row
+    assert result["recompute"]["tick_ms"]
+    assert written(tmp_path, "state")["recompute"]["users"] == result["recompute"]["users"]
