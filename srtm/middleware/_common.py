@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DRAIN_LIMIT",
+    "DRAIN_LIMIT_H2",
     "DRAIN_SECONDS",
     "ExemptPaths",
     "Front",
@@ -49,6 +50,8 @@ ExemptPaths = Collection[str] | Callable[[str], bool]
 #: The most of a refused request's body read (and discarded) so the connection stays
 #: usable for the next request; past it, an HTTP/1.1 connection is closed instead.
 DRAIN_LIMIT = 64 * 1024
+#: The same over HTTP/2, where a connection cannot be closed for one stream.
+DRAIN_LIMIT_H2 = 1024 * 1024
 #: The longest a refusal waits for that body (a client trickling it is cut off).
 DRAIN_SECONDS = 5.0
 

@@ -28,6 +28,7 @@ from srtm.aio.gate import AsyncGate
 from srtm.identity import FrontEndTrust, Identity, RequestView
 from srtm.middleware._common import (
     DRAIN_LIMIT,
+    DRAIN_LIMIT_H2,
     DRAIN_SECONDS,
     Front,
     content_length,
@@ -269,6 +270,10 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
             return False  # no body on the wire
         if length is not None and length > DRAIN_LIMIT:
             return True
+    # HTTP/2 has no Connection: close, and an ASGI app cannot reset one stream; what
+    # is left unread upsets hypercorn's h2 protocol. Flow control bounds what the client
+    # has in flight and other streams go on meanwhile, so read further there.
+    limit = DRAIN_LIMIT if http1 else DRAIN_LIMIT_H2
     seen = 0
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
@@ -279,7 +284,7 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
                 seen += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     return False
-                if seen > DRAIN_LIMIT:
+                if seen > limit:
                     return http1
     except TimeoutError:
         return http1
