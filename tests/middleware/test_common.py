@@ -314,7 +314,11 @@ def test_memory_storage_in_a_forked_worker_warns_once() -> None:
             records: list[str] = []
             handler = logging.Handler()
             handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-            logging.getLogger("srtm.middleware").addHandler(handler)
+            logger = logging.getLogger("srtm.middleware")
+            # Whatever logging configuration earlier tests left, this logger speaks here.
+            logger.disabled = False
+            logger.setLevel(logging.WARNING)
+            logger.addHandler(handler)
             statuses = [call_wsgi(app, **WHO)[0] for _ in range(3)]
             os.write(write_end, pickle.dumps((statuses, records)))
         finally:
