@@ -13,6 +13,7 @@ from srtm import (
     pool_by_header,
     pool_by_path_prefix,
 )
+from srtm.identity import FrontEndTrust
 
 
 def view(
@@ -58,8 +59,116 @@ def test_client_certificate_subject_cn() -> None:
         assert identify(view({"X-DUIS-Version": "4.1"}, dn=dn)).user == "90-B3-D5-1F-30-01-00-00"
     with pytest.raises(Unidentified, match="no TLS client certificate"):
         identify(view())
-    with pytest.raises(Unidentified, match="no usable CN"):
+    with pytest.raises(Unidentified, match="0 CNs"):
         identify(view(dn="O=Supplier Ltd,C=GB"))
+
+
+@pytest.mark.parametrize(
+    ("dn", "user"),
+    [
+        # The spoof: "O=Evil,CN=VICTIM" is one O value; the one CN is ATTACKER.
+        ("/C=GB/O=Evil,CN=VICTIM/CN=ATTACKER", "ATTACKER"),
+        # The same subject in RFC 4514 form: the comma inside O is escaped.
+        ("CN=ATTACKER,O=Evil\\,CN=VICTIM,C=GB", "ATTACKER"),
+        ("CN=u1+OU=ops,O=Supplier,C=GB", "u1"),  # a multi-valued RDN
+        ("2.5.4.3=u1,O=Supplier", "u1"),  # the CN by its OID
+    ],
+)
+def test_certificate_subject_is_parsed_not_searched(dn: str, user: str) -> None:
+    assert identify_by_client_certificate()(view(dn=dn)).user == user
+
+
+@pytest.mark.parametrize(
+    ("dn", "words"),
+    [
+        ("CN=VICTIM,CN=ATTACKER,O=x", "2 CNs"),  # two CNs: ambiguous, refused
+        ("/C=GB/O=Evil/CN=VICTIM/CN=ATTACKER", "2 CNs"),  # OpenSSL form cannot say which
+        ("CN=ATTACKER\\,O=x", "not a usable"),  # the escaped comma is part of the CN
+        ("not a dn", "not an RFC 4514"),
+        ("/no equals sign", "not a DN"),
+        ("CN=", "not an RFC 4514"),
+        ("cn=u1,o=Supplier", "not an RFC 4514"),  # cryptography wants upper-case types
+    ],
+)
+def test_ambiguous_or_broken_subjects_are_refused(dn: str, words: str) -> None:
+    with pytest.raises(Unidentified, match=words):
+        identify_by_client_certificate()(view(dn=dn))
+
+
+def test_structured_subject_from_the_server_wins_over_the_dn_string() -> None:
+    identify = identify_by_client_certificate()
+    subject = (("countryName", "GB"), ("organizationName", "Evil,CN=VICTIM"), ("commonName", "A"))
+    request = RequestView("POST", "/", {}, client_dn="CN=VICTIM", client_subject=subject)
+    assert identify(request).user == "A"
+    two = RequestView("POST", "/", {}, client_subject=(("commonName", "A"), ("commonName", "B")))
+    with pytest.raises(Unidentified, match="2 CNs"):
+        identify(two)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\xa0u1",  # NBSP: str.strip() would remove it and let "u1" through
+        "u1\x85",  # NEL, likewise
+        "u1\n",  # a regex "$" matches before a final newline; fullmatch does not
+        "\u0661\u0662",  # Arabic-Indic digits: isdigit() but not ASCII
+        "u\xb9",  # superscript one
+        "-u1",
+    ],
+)
+def test_user_ids_are_strict_ascii_tokens(value: str) -> None:
+    with pytest.raises(Unidentified, match="malformed"):
+        identify_by_headers()(view({"X-Service-User-ID": value}))
+
+
+def test_http_whitespace_around_a_user_id_is_allowed() -> None:
+    assert identify_by_headers()(view({"X-Service-User-ID": " \tu1\t "})).user == "u1"
+
+
+def peer_view(peer: str | None, headers: dict[str, str] | None = None) -> RequestView:
+    return RequestView("POST", "/", {k.lower(): v for k, v in (headers or {}).items()}, peer=peer)
+
+
+def test_trusted_peers_by_address_and_block() -> None:
+    trust = FrontEndTrust(["10.1.0.0/16", "192.0.2.7", "2001:db8::/32"])
+    assert trust.configured
+    for ok in ("10.1.200.3", "192.0.2.7", "::ffff:10.1.0.9", "2001:db8::1"):
+        assert trust.refuses(peer_view(ok)) is None, ok
+    for bad in ("10.2.0.1", "192.0.2.8", "2001:db9::1", "not-an-ip", "", None):
+        reason = trust.refuses(peer_view(bad))
+        assert reason is not None
+        assert "not a trusted front end" in reason
+    assert FrontEndTrust(["unix:"]).refuses(peer_view(None)) is None
+    assert FrontEndTrust(["*"]).refuses(peer_view("203.0.113.9")) is None
+    assert not FrontEndTrust().configured
+
+
+def test_shared_secret_and_both_checks() -> None:
+    secret = "s3cret-front-end-value"
+    trust = FrontEndTrust(secret=secret, secret_header="X-Front")
+    assert trust.refuses(peer_view("203.0.113.9", {"X-Front": secret})) is None
+    assert trust.refuses(peer_view("203.0.113.9", {"X-Front": secret + "x"})) is not None
+    assert trust.refuses(peer_view("203.0.113.9", {"X-Front": "\xff" * 22})) is not None
+    assert trust.refuses(peer_view("203.0.113.9")) is not None
+    both = FrontEndTrust(["127.0.0.1"], secret)
+    assert both.refuses(peer_view("127.0.0.1", {"X-SRTM-Front-End-Secret": secret})) is None
+    assert both.refuses(peer_view("127.0.0.2", {"X-SRTM-Front-End-Secret": secret})) is not None
+    assert both.refuses(peer_view("127.0.0.1")) is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"peers": "10.0.0.1"}, "not one string"),
+        ({"peers": ["10.0.0.300"]}, "not an IP address"),
+        ({"peers": ["example.com"]}, "not an IP address"),
+        ({"secret": "short"}, "at least 16"),
+        ({"secret": "x" * 15 + "\n"}, "visible ASCII"),
+    ],
+)
+def test_bad_trust_settings_say_what_is_wrong(kwargs: dict[str, object], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        FrontEndTrust(**kwargs)  # type: ignore[arg-type]
 
 
 def test_pool_choosers() -> None:

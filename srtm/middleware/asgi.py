@@ -1,27 +1,45 @@
 """ASGI middleware: traffic management in front of any ASGI gateway app.
 
-``ASGITrafficManager(app, policy)`` wraps a Starlette, FastAPI or plain ASGI app. For
-each HTTP request it identifies the Service User from headers (or the TLS extension),
-asks the gate, and either passes the request on, adding the ``RateLimit`` fields to the
-response, or answers 429/503 itself with ``Retry-After``. It never reads the body, and
-lifespan and websocket traffic pass through untouched. The gate runs on ``limits.aio``
-storages, so no decision blocks the event loop. The decision is left in
-``scope["srtm.decision"]`` for the app.
+``ASGITrafficManager(app, policy)`` wraps a Starlette, FastAPI, Django or plain ASGI
+app. For each HTTP request it identifies the Service User from headers a trusted front
+end set (or the TLS extension), asks the gate, and either passes the request on, adding
+the ``RateLimit`` fields to the response, or answers 401/429/503 itself. Before a
+refusal it reads and discards a small request body (at most :data:`DRAIN_LIMIT`; past
+it the HTTP/1.1 connection is closed), so keep-alive and HTTP/2 connections stay
+usable; it never passes on, buffers or parses a body. Websocket traffic passes through
+untouched; lifespan passes through, and the gate is closed at shutdown, even when the
+app does not speak lifespan itself (Django's ``ASGIHandler``).
+
+The app finds ``scope["srtm.gate"]`` on every HTTP request and ``scope["srtm.decision"]``
+and ``scope["srtm.user"]`` on admitted ones: the same keys as the WSGI middleware. A gate
+may be built first and handed in (``gate=AsyncGate(policy)``), so an app holds it even
+where the framework builds the middleware lazily (Starlette's ``add_middleware``). The
+gate runs on ``limits.aio`` storages, so no decision blocks the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from srtm.aio.gate import AsyncGate
-from srtm.identity import Identity, RequestView
-from srtm.middleware._common import Front, refusal
+from srtm.identity import FrontEndTrust, Identity, RequestView
+from srtm.middleware._common import (
+    DRAIN_LIMIT,
+    DRAIN_LIMIT_H2,
+    DRAIN_SECONDS,
+    Front,
+    content_length,
+    refusal,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 
     from srtm.identity import Identify, PoolOf
+    from srtm.middleware._common import ExemptPaths, Response
     from srtm.policy import TrafficPolicy
 
     Scope = MutableMapping[str, Any]
@@ -32,41 +50,84 @@ if TYPE_CHECKING:
 
 __all__ = ["ASGITrafficManager"]
 
+log = logging.getLogger("srtm.middleware")
+
 
 class ASGITrafficManager:
-    """Share a back end's capacity fairly across Service Users (ASGI)."""
+    """Share a back end's capacity fairly across Service Users (ASGI).
+
+    Give either ``policy`` (one :class:`~srtm.TrafficPolicy` or a mapping of pools) or a
+    ready ``gate``; ``clock`` and ``background`` only apply when the gate is built here.
+    ``trusted_peers`` and ``front_end_secret`` say which connections may vouch for the
+    identity headers (see :class:`srtm.identity.FrontEndTrust` and docs/trust.md).
+    """
 
     def __init__(
         self,
         app: ASGIApp,
-        policy: TrafficPolicy | Mapping[str, TrafficPolicy],
+        policy: TrafficPolicy | Mapping[str, TrafficPolicy] | None = None,
         *,
+        gate: AsyncGate | None = None,
         identify: Identify | None = None,
         pool_of: PoolOf | None = None,
-        exempt_paths: Collection[str] = (),
-        clock: Callable[[], float] = time.time,
-        background: bool = True,
+        exempt_paths: ExemptPaths = (),
+        trusted_peers: Collection[str] = (),
+        front_end_secret: str | None = None,
+        front_end_secret_header: str = "X-SRTM-Front-End-Secret",
+        clock: Callable[[], float] | None = None,
+        background: bool | None = None,
     ) -> None:
         self.app = app
-        self.gate = AsyncGate(policy, clock=clock, background=background)
+        if gate is None:
+            if policy is None:
+                raise TypeError("ASGITrafficManager needs a policy or a gate")
+            gate = AsyncGate(
+                policy,
+                clock=clock or time.time,
+                background=True if background is None else background,
+            )
+        elif policy is not None or clock is not None or background is not None:
+            raise TypeError("give either a gate, or a policy (with clock, background): not both")
+        elif not isinstance(gate, AsyncGate):
+            raise TypeError(
+                f"the ASGI middleware needs an srtm.aio.gate.AsyncGate, got {type(gate).__name__}"
+                " (srtm.Gate is the WSGI middleware's)"
+            )
+        self.gate = gate
+        trust = FrontEndTrust(trusted_peers, front_end_secret, front_end_secret_header)
         self._front = Front(
-            self.gate, identify=identify, pool_of=pool_of, exempt_paths=exempt_paths
+            gate, identify=identify, pool_of=pool_of, exempt_paths=exempt_paths, trust=trust
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, self._watch_shutdown(receive), send)
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
             return
-        if scope["type"] != "http" or scope.get("path") in self._front.exempt_paths:
+        if kind != "http":
             await self.app(scope, receive, send)
             return
-        resolved = self._front.resolve(_view(scope))
-        if not isinstance(resolved, Identity):
-            await _respond(send, *resolved)
+        scope["srtm.gate"] = self.gate
+        front = self._front
+        front.check_workers()
+        path = scope.get("path", "/")
+        if front.exempt(path if isinstance(path, str) else "/"):
+            await self.app(scope, receive, send)
             return
-        decision = await self.gate.decide(resolved)
+        try:
+            resolved = front.resolve(_view(scope))
+        except Exception:  # a scope no server should send; still no 500
+            resolved = front.decision_failed()
+        if not isinstance(resolved, Identity):
+            await _refuse(scope, receive, send, resolved)
+            return
+        try:
+            decision = await self.gate.decide(resolved)
+        except Exception:  # a fault in srtm itself: logged, answered 503 (see _common)
+            await _refuse(scope, receive, send, front.decision_failed())
+            return
         if not decision.allowed:
-            await _respond(send, *refusal(decision))
+            await _refuse(scope, receive, send, refusal(decision))
             return
         (_, policy_field), (_, state_field) = decision.rate_limit_headers()
         extra = ((b"ratelimit-policy", policy_field.encode()), (b"ratelimit", state_field.encode()))
@@ -78,22 +139,68 @@ class ASGITrafficManager:
             await send(message)
 
         scope["srtm.decision"] = decision
+        scope["srtm.user"] = decision.user
         await self.app(scope, receive, send_with_fields)
 
-    def _watch_shutdown(self, receive: Receive) -> Receive:
-        # Lifespan messages pass through unchanged; at shutdown the gate lets go of its
-        # storage connections first, on the loop that opened them.
-        async def watched() -> Message:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass lifespan to the app; close the gate at shutdown; stand in if the app can't."""
+        received: list[str] = []
+        replied: list[str] = []
+
+        async def watched_receive() -> Message:
             message = await receive()
-            if message.get("type") == "lifespan.shutdown":
-                await self.gate.close()
+            kind = message.get("type", "")
+            received.append(kind)
+            if kind == "lifespan.shutdown":
+                # The gate lets go of its storage connections first, on the loop that
+                # opened them.
+                await self._close_quietly()
             return message
 
-        return watched
+        async def watched_send(message: Message) -> None:
+            replied.append(message.get("type", ""))
+            await send(message)
+
+        try:
+            await self.app(scope, watched_receive, watched_send)
+        except Exception:
+            if "lifespan.startup.complete" in replied or "lifespan.startup.failed" in replied:
+                raise  # the app speaks lifespan; its failure is its own
+            log.info("srtm: the app does not support lifespan; srtm completes it itself")
+        else:
+            if replied:
+                return
+        # The app does not speak lifespan (Django's ASGIHandler raises, some apps just
+        # return): answer the server ourselves, so that shutdown still closes the gate.
+        await _stand_in_lifespan(receive, send, received, self._close_quietly)
+
+    async def _close_quietly(self) -> None:
+        try:
+            await self.gate.close()
+        except Exception:  # shutdown goes on whatever a storage says on the way out
+            log.warning("srtm: closing the gate failed", exc_info=True)
 
     async def aclose(self) -> None:
         """Stop background recomputation and release storage connections."""
         await self.gate.close()
+
+
+async def _stand_in_lifespan(
+    receive: Receive,
+    send: Send,
+    received: list[str],
+    close: Callable[[], Awaitable[None]],
+) -> None:
+    if "lifespan.startup" not in received:
+        message = await receive()
+        if message.get("type") != "lifespan.startup":
+            return
+    await send({"type": "lifespan.startup.complete"})
+    if "lifespan.shutdown" not in received:
+        while (await receive()).get("type") != "lifespan.shutdown":
+            pass
+        await close()
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 def _view(scope: Scope) -> RequestView:
@@ -109,15 +216,21 @@ def _view(scope: Scope) -> RequestView:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
     extensions = scope.get("extensions")
     tls = extensions.get("tls") if extensions else None
+    client = scope.get("client")
     return RequestView(
         method=scope.get("method", "GET"),
         path=scope.get("path", "/"),
         headers=headers,
         client_dn=tls.get("client_cert_name") if tls else None,
+        peer=str(client[0]) if client else None,
     )
 
 
-async def _respond(send: Send, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
+    """Answer a refusal, after reading a small body so the connection stays usable."""
+    status, headers, body = response
+    if await _drain(scope, receive):
+        headers = [*headers, ("Connection", "close")]
     await send(
         {
             "type": "http.response.start",
@@ -126,3 +239,52 @@ async def _respond(send: Send, status: int, headers: list[tuple[str, str]], body
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _drain(scope: Scope, receive: Receive) -> bool:
+    """Read and discard up to DRAIN_LIMIT of the body; True: close the connection instead.
+
+    An HTTP/1.1 server reads the next request where this one's body ends, and some
+    (hypercorn) drop the connection when the app answered without reading it; HTTP/2
+    streams left half-read upset hypercorn's h2 protocol. Past the bound, or when the
+    client waits for ``100 Continue``, HTTP/1.1 says ``Connection: close`` (HTTP/2 has
+    no such header: the stream simply ends).
+    """
+    http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
+    if http1:
+        expect = length = None
+        chunked = False
+        for name, value in scope.get("headers", ()):
+            lname = name.lower()
+            if lname == b"content-length":
+                length = content_length(value.decode("latin-1"))
+                if length is None:
+                    return True  # unreadable framing: do not guess where the body ends
+            elif lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"expect":
+                expect = value
+        if expect is not None and expect.strip().lower() == b"100-continue":
+            return True  # reading would ask the client to send what nobody wants
+        if not chunked and not length:
+            return False  # no body on the wire
+        if length is not None and length > DRAIN_LIMIT:
+            return True
+    # HTTP/2 has no Connection: close, and an ASGI app cannot reset one stream; what
+    # is left unread upsets hypercorn's h2 protocol. Flow control bounds what the client
+    # has in flight and other streams go on meanwhile, so read further there.
+    limit = DRAIN_LIMIT if http1 else DRAIN_LIMIT_H2
+    seen = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while True:
+                message = await receive()
+                if message.get("type") != "http.request":
+                    return http1  # the client went away
+                seen += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return False
+                if seen > limit:
+                    return http1
+    except TimeoutError:
+        return http1

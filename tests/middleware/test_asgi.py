@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+import fastapi
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -12,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from srtm import TrafficPolicy, pool_by_path_prefix
+from srtm.aio.gate import AsyncGate
 from srtm.middleware import ASGITrafficManager
 from tests.middleware import load
 from tests.middleware.conftest import serve_asgi
@@ -124,7 +127,7 @@ def test_lifespan_and_exempt_paths_pass_through() -> None:
     assert "ratelimit" not in health.headers
 
 
-async def test_websocket_scope_is_passed_untouched_and_body_never_read() -> None:
+async def test_websocket_scope_is_passed_untouched_and_a_bodiless_refusal_reads_nothing() -> None:
     seen: list[dict[str, Any]] = []
 
     async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -141,13 +144,13 @@ async def test_websocket_scope_is_passed_untouched_and_body_never_read() -> None
         sent.append(message)
 
     http = {"type": "http", "method": "POST", "path": "/sr", "headers": []}
-    await app(http, _never_receive, collect)  # 401, without reading the body
+    await app(http, _never_receive, collect)  # 401: no body on the wire, nothing to read
     assert sent[0]["status"] == 401
     assert json.loads(sent[1]["body"])["error"] == "unidentified"
 
 
 async def _never_receive() -> dict[str, Any]:
-    raise AssertionError("the middleware read the request body")
+    raise AssertionError("the middleware read a request body it should have left alone")
 
 
 async def _discard(message: dict[str, Any]) -> None:
@@ -175,3 +178,126 @@ def test_pools_chosen_per_request_and_old_duis_gets_503() -> None:
     assert s1.count(503) == 3
     assert s2 == [200] * 8
     assert app.gate.snapshot()["pools"]["smets1"]["users"]["u1"]["refused_capacity"] == 3
+
+
+def body_messages(chunks: list[bytes], hang: bool = False) -> tuple[Any, list[int]]:
+    """A receive() giving ``chunks`` (then waiting forever if ``hang``), and what it gave."""
+    given: list[int] = []
+    queue = list(chunks)
+
+    async def receive() -> dict[str, Any]:
+        if not queue:
+            if hang:
+                await asyncio.Event().wait()  # a client that stops sending mid-body
+            return {"type": "http.disconnect"}
+        chunk = queue.pop(0)
+        given.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": bool(queue) or hang}
+
+    return receive, given
+
+
+@pytest.mark.parametrize(
+    ("version", "headers", "chunks", "read", "close"),
+    [
+        # A small body is read to its end: the connection carries the next request.
+        ("1.1", {"content-length": "100"}, [b"x" * 60, b"x" * 40], 2, False),
+        # Past the bound by its length: nothing read, the connection closed.
+        ("1.1", {"content-length": "70000"}, [b"x" * 70000], 0, True),
+        # Chunked past the bound: read up to it, then closed.
+        ("1.1", {"transfer-encoding": "chunked"}, [b"x" * 40000] * 3, 2, True),
+        # A client waiting for 100 Continue is not asked to send what nobody wants.
+        ("1.1", {"content-length": "10", "expect": "100-continue"}, [b"x" * 10], 0, True),
+        # A length that is not ASCII digits: where the body ends is unknown.
+        ("1.1", {"content-length": "\xb9"}, [b"x"], 0, True),
+        # HTTP/2: no Connection header exists; read further (1 MiB) instead.
+        ("2", {}, [b"x" * 400_000] * 3, 3, False),
+        ("2", {}, [b"x" * 600_000] * 3, 2, False),
+    ],
+)
+async def test_refusal_drains_a_bounded_body(
+    version: str, headers: dict[str, str], chunks: list[bytes], read: int, close: bool
+) -> None:
+    app = ASGITrafficManager(_discard_app, POLICY, background=False, trusted_peers=["*"])
+    receive, given = body_messages(chunks)
+    sent: list[dict[str, Any]] = []
+
+    async def collect(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": version,
+        "method": "POST",
+        "path": "/sr",
+        "headers": [(k.encode(), v.encode("latin-1")) for k, v in headers.items()],
+    }
+    await app(scope, receive, collect)  # no X-Service-User-ID: a 401
+    assert sent[0]["status"] == 401
+    assert len(given) == read
+    assert ((b"connection", b"close") in sent[0]["headers"]) == close
+
+
+async def test_a_trickling_body_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("srtm.middleware.asgi.DRAIN_SECONDS", 0.05)
+    app = ASGITrafficManager(_discard_app, POLICY, background=False, trusted_peers=["*"])
+    receive, given = body_messages([b"x" * 10], hang=True)
+    sent: list[dict[str, Any]] = []
+
+    async def collect(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/sr",
+        "headers": [(b"content-length", b"1000")],
+    }
+    await asyncio.wait_for(app(scope, receive, collect), 10)
+    assert given == [10]
+    assert sent[0]["status"] == 401
+    assert (b"connection", b"close") in sent[0]["headers"]
+
+
+async def _discard_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    raise AssertionError("a refused request reached the app")
+
+
+@pytest.mark.e2e
+def test_an_oversized_refused_body_closes_and_the_client_carries_on() -> None:
+    app = ASGITrafficManager(gateway_app(), POLICY, trusted_peers=["127.0.0.1"])
+    with serve_asgi(app) as base, httpx.Client(base_url=base) as client:
+        big = client.post("/sr", content=b"x" * 100_000)  # no identity: 401
+        small = client.post("/sr", content=b"<Request/>", headers={"X-Service-User-ID": "a"})
+    assert big.status_code == 401
+    assert big.headers["connection"] == "close"
+    assert small.status_code == 200
+
+
+@pytest.mark.e2e
+def test_a_gate_built_first_is_reachable_through_add_middleware() -> None:
+    gate = AsyncGate(POLICY)  # built before the app: the app holds it
+    api = fastapi.FastAPI()
+    api.add_middleware(
+        ASGITrafficManager, gate=gate, exempt_paths=["/docs", "/openapi.json", "/ops"]
+    )
+
+    @api.post("/sr")
+    async def sr(request: fastapi.Request) -> dict[str, object]:
+        return {"user": request.scope["srtm.user"], "same": request.scope["srtm.gate"] is gate}
+
+    @api.post("/ops/capacity")
+    async def capacity(value: float) -> dict[str, object]:
+        gate.set_capacity(value)
+        return {"capacity": gate.snapshot()["pools"]["default"]["capacity"]}
+
+    with serve_asgi(api) as base, httpx.Client(base_url=base) as client:
+        docs = client.get("/docs")
+        oauth = client.get("/docs/oauth2-redirect")  # a sub-path of an exempt path
+        ok = client.post("/sr", headers={"X-Service-User-ID": "a"})
+        lowered = client.post("/ops/capacity", params={"value": 40})
+    assert docs.status_code == 200
+    assert oauth.status_code == 200
+    assert ok.json() == {"user": "a", "same": True}
+    assert lowered.json() == {"capacity": 40}
+    assert gate.snapshot()["pools"]["default"]["users"]["a"]["admitted"] == 1
