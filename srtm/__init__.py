@@ -12,6 +12,7 @@ from srtm.gate import Decision, Gate
 from srtm.governor import Governor, GovernorState
 from srtm.identity import (
     DEFAULT_POOL,
+    FrontEndTrust,
     Identity,
     RequestView,
     Unidentified,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_POOL",
     "Decision",
+    "FrontEndTrust",
     "Gate",
     "Governor",
     "GovernorState",

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from srtm.identity import (
     DEFAULT_POOL,
@@ -36,6 +36,8 @@ __all__ = [
     "DRAIN_SECONDS",
     "ExemptPaths",
     "Front",
+    "MetricsSink",
+    "OnRefusal",
     "Response",
     "refusal",
     "status_line",
@@ -44,6 +46,21 @@ __all__ = [
 log = logging.getLogger("srtm.middleware")
 
 Response = tuple[int, list[tuple[str, str]], bytes]
+#: Called with the request and the Decision whenever the gate refuses a request for a
+#: User's or the system's sake (shadow refusals included: the request then goes on).
+OnRefusal = Callable[["RequestView", "Decision"], object]
+
+
+class MetricsSink(Protocol):
+    """What the middleware reports to: :class:`srtm.metrics.GatewayMetrics` fits it."""
+
+    gate: GateCore
+
+    def observe(self, decision: Decision, seconds: float) -> None: ...
+    def unidentified(self, pool: str | None = None) -> None: ...
+    def render(self, accept: str | None = None) -> tuple[bytes, str]: ...
+
+
 #: Paths that skip identification: exact paths and their sub-paths, or a predicate.
 ExemptPaths = Collection[str] | Callable[[str], bool]
 
@@ -97,6 +114,33 @@ _UNAVAILABLE = _json(
 _UNAVAILABLE[1].append(("Retry-After", "1"))
 
 
+# A User the policy does not name, in a pool whose policy says unknown_users="refuse":
+# identified, so not 401, but not allowed in (counted against nobody).
+_UNKNOWN_USER = _json(
+    403,
+    {
+        "error": "unknown-user",
+        "status": 403,
+        "detail": "this Service User is not named in the gateway's traffic policy",
+    },
+)
+
+
+def _metrics_for(
+    gate: GateCore, metrics: MetricsSink | None, metrics_path: str | None
+) -> MetricsSink | None:
+    """The metrics given, or GatewayMetrics built for ``gate`` when only a path is."""
+    if metrics is None:
+        if metrics_path is None:
+            return None
+        from srtm.metrics import GatewayMetrics  # MissingExtraError names srtm[prometheus]
+
+        return GatewayMetrics(gate)
+    if metrics.gate is not gate:
+        raise ValueError("metrics must be built for the middleware's own gate")
+    return metrics
+
+
 class _Once:
     """Log an unexpected exception with its traceback, then at most once a minute."""
 
@@ -132,8 +176,25 @@ class Front:
         pool_of: PoolOf | None,
         exempt_paths: ExemptPaths,
         trust: FrontEndTrust,
+        metrics: MetricsSink | None = None,
+        metrics_path: str | None = None,
+        on_refusal: OnRefusal | None = None,
     ) -> None:
         self.gate = gate
+        self.metrics = _metrics_for(gate, metrics, metrics_path)
+        if metrics_path is not None and (
+            not isinstance(metrics_path, str) or not metrics_path.startswith("/")
+        ):
+            raise ValueError(
+                f"metrics_path must be an absolute path such as '/metrics', got {metrics_path!r}"
+            )
+        self.metrics_path = metrics_path
+        self.on_refusal = on_refusal
+        self._on_refusal_failed = _Once("the on_refusal callback")
+        # Pools whose policy refuses Users it does not name (403), checked per request.
+        self._refuse_unknown = {
+            name: p.policy for name, p in gate.pools.items() if p.policy.unknown_users == "refuse"
+        }
         self.identify = identify or identify_by_headers()
         self.pool_of = pool_of
         self.exempt = _exempt_matcher(exempt_paths)
@@ -185,7 +246,24 @@ class Front:
             return _UNAVAILABLE
         if identity.pool != pool:
             identity = Identity(identity.user, identity.duis_version, pool)
+        strict = self._refuse_unknown.get(pool) if self._refuse_unknown else None
+        if strict is not None and not strict.named(identity.user):
+            return _UNKNOWN_USER
         return identity
+
+    def unanswered(self, response: Response) -> None:
+        """Count a request refused before any decision (401, or 403 for an unknown User)."""
+        if self.metrics is not None and response[0] in (401, 403):
+            self.metrics.unidentified(None)
+
+    def refused(self, request: RequestView, decision: Decision) -> None:
+        """Tell ``on_refusal`` of a refusal; a callback that raises is logged, never a 500."""
+        if self.on_refusal is None:
+            return
+        try:
+            self.on_refusal(request, decision)
+        except Exception:
+            self._on_refusal_failed("the refusal as decided")
 
     def decision_failed(self) -> Response:
         """The answer when the gate itself raised: logged, and a 503 with Retry-After."""

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 
     from srtm.identity import Identify, PoolOf
-    from srtm.middleware._common import ExemptPaths, Response
+    from srtm.middleware._common import ExemptPaths, MetricsSink, OnRefusal, Response
     from srtm.policy import TrafficPolicy
 
     Scope = MutableMapping[str, Any]
@@ -60,6 +60,10 @@ class ASGITrafficManager:
     ready ``gate``; ``clock`` and ``background`` only apply when the gate is built here.
     ``trusted_peers`` and ``front_end_secret`` say which connections may vouch for the
     identity headers (see :class:`srtm.identity.FrontEndTrust` and docs/trust.md).
+    ``metrics`` (a :class:`srtm.metrics.GatewayMetrics` for this gate) is told of every
+    decision; ``metrics_path`` serves its exposition at that path, exempt from
+    identification (metrics are built for the gate when only the path is given).
+    ``on_refusal(request, decision)`` is called for every refusal, shadow ones included.
     """
 
     def __init__(
@@ -74,6 +78,9 @@ class ASGITrafficManager:
         trusted_peers: Collection[str] = (),
         front_end_secret: str | None = None,
         front_end_secret_header: str = "X-SRTM-Front-End-Secret",
+        metrics: MetricsSink | None = None,
+        metrics_path: str | None = None,
+        on_refusal: OnRefusal | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
     ) -> None:
@@ -96,8 +103,17 @@ class ASGITrafficManager:
         self.gate = gate
         trust = FrontEndTrust(trusted_peers, front_end_secret, front_end_secret_header)
         self._front = Front(
-            gate, identify=identify, pool_of=pool_of, exempt_paths=exempt_paths, trust=trust
+            gate,
+            identify=identify,
+            pool_of=pool_of,
+            exempt_paths=exempt_paths,
+            trust=trust,
+            metrics=metrics,
+            metrics_path=metrics_path,
+            on_refusal=on_refusal,
         )
+        #: The :class:`srtm.metrics.GatewayMetrics` this middleware reports to, if any.
+        self.metrics = self._front.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -111,24 +127,39 @@ class ASGITrafficManager:
         front = self._front
         front.check_workers()
         path = scope.get("path", "/")
-        if front.exempt(path if isinstance(path, str) else "/"):
+        if not isinstance(path, str):
+            path = "/"
+        if path == front.metrics_path and front.metrics is not None:
+            await _respond(scope, receive, send, _exposition(front.metrics, scope))
+            return
+        if front.exempt(path):
             await self.app(scope, receive, send)
             return
         try:
-            resolved = front.resolve(_view(scope))
+            view = _view(scope)
+            resolved = front.resolve(view)
         except Exception:  # a scope no server should send; still no 500
             resolved = front.decision_failed()
         if not isinstance(resolved, Identity):
-            await _refuse(scope, receive, send, resolved)
+            front.unanswered(resolved)
+            await _respond(scope, receive, send, resolved)
             return
+        metrics = front.metrics
         try:
-            decision = await self.gate.decide(resolved)
+            if metrics is None:
+                decision = await self.gate.decide(resolved)
+            else:
+                started = time.perf_counter()
+                decision = await self.gate.decide(resolved)
+                metrics.observe(decision, time.perf_counter() - started)
         except Exception:  # a fault in srtm itself: logged, answered 503 (see _common)
-            await _refuse(scope, receive, send, front.decision_failed())
+            await _respond(scope, receive, send, front.decision_failed())
             return
-        if not decision.allowed:
-            await _refuse(scope, receive, send, refusal(decision))
-            return
+        if decision.admitted < decision.offered:
+            front.refused(view, decision)
+            if not decision.allowed:
+                await _respond(scope, receive, send, refusal(decision))
+                return
         (_, policy_field), (_, state_field) = decision.rate_limit_headers()
         extra = ((b"ratelimit-policy", policy_field.encode()), (b"ratelimit", state_field.encode()))
 
@@ -203,6 +234,14 @@ async def _stand_in_lifespan(
     await send({"type": "lifespan.shutdown.complete"})
 
 
+def _exposition(metrics: MetricsSink, scope: Scope) -> Response:
+    accept = next(
+        (v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"accept"), None
+    )
+    body, content_type = metrics.render(accept)
+    return 200, [("Content-Type", content_type), ("Content-Length", str(len(body)))], body
+
+
 def _view(scope: Scope) -> RequestView:
     raw = scope.get("headers", ())
     # One comprehension decodes them all (cheaper, measured, than scanning the raw list
@@ -226,7 +265,7 @@ def _view(scope: Scope) -> RequestView:
     )
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
+async def _respond(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
     """Answer a refusal, after reading a small body so the connection stays usable."""
     status, headers, body = response
     if await _drain(scope, receive):

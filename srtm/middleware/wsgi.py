@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from srtm.identity import Identify, PoolOf, Subject
-    from srtm.middleware._common import ExemptPaths, Response
+    from srtm.middleware._common import ExemptPaths, MetricsSink, OnRefusal, Response
     from srtm.policy import TrafficPolicy
 
     ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -48,6 +48,10 @@ class WSGITrafficManager:
     ready ``gate``; ``clock`` and ``background`` only apply when the gate is built here.
     ``trusted_peers`` and ``front_end_secret`` say which connections may vouch for the
     identity headers (see :class:`srtm.identity.FrontEndTrust` and docs/trust.md).
+    ``metrics`` (a :class:`srtm.metrics.GatewayMetrics` for this gate) is told of every
+    decision; ``metrics_path`` serves its exposition at that path, exempt from
+    identification (metrics are built for the gate when only the path is given).
+    ``on_refusal(request, decision)`` is called for every refusal, shadow ones included.
     """
 
     def __init__(
@@ -62,6 +66,9 @@ class WSGITrafficManager:
         trusted_peers: Collection[str] = (),
         front_end_secret: str | None = None,
         front_end_secret_header: str = "X-SRTM-Front-End-Secret",
+        metrics: MetricsSink | None = None,
+        metrics_path: str | None = None,
+        on_refusal: OnRefusal | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
     ) -> None:
@@ -84,28 +91,53 @@ class WSGITrafficManager:
         self.gate = gate
         trust = FrontEndTrust(trusted_peers, front_end_secret, front_end_secret_header)
         self._front = Front(
-            gate, identify=identify, pool_of=pool_of, exempt_paths=exempt_paths, trust=trust
+            gate,
+            identify=identify,
+            pool_of=pool_of,
+            exempt_paths=exempt_paths,
+            trust=trust,
+            metrics=metrics,
+            metrics_path=metrics_path,
+            on_refusal=on_refusal,
         )
+        #: The :class:`srtm.metrics.GatewayMetrics` this middleware reports to, if any.
+        self.metrics = self._front.metrics
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         environ["srtm.gate"] = self.gate
         front = self._front
         front.check_workers(environ.get("wsgi.multiprocess") is True)
         path = environ.get("PATH_INFO", "/")
-        if front.exempt(path if isinstance(path, str) else "/"):
+        if not isinstance(path, str):
+            path = "/"
+        if path == front.metrics_path and front.metrics is not None:
+            body, content_type = front.metrics.render(environ.get("HTTP_ACCEPT"))
+            headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+            return _respond(environ, start_response, (200, headers, body))
+        if front.exempt(path):
             return self.app(environ, start_response)
         try:
-            resolved = front.resolve(_view(environ))
+            view = _view(environ)
+            resolved = front.resolve(view)
         except Exception:  # an environ no server should send; still no 500
             resolved = front.decision_failed()
         if not isinstance(resolved, Identity):
-            return _refuse(environ, start_response, resolved)
+            front.unanswered(resolved)
+            return _respond(environ, start_response, resolved)
+        metrics = front.metrics
         try:
-            decision = self.gate.decide(resolved)
+            if metrics is None:
+                decision = self.gate.decide(resolved)
+            else:
+                started = time.perf_counter()
+                decision = self.gate.decide(resolved)
+                metrics.observe(decision, time.perf_counter() - started)
         except Exception:  # a fault in srtm itself: logged, answered 503 (see _common)
-            return _refuse(environ, start_response, front.decision_failed())
-        if not decision.allowed:
-            return _refuse(environ, start_response, refusal(decision))
+            return _respond(environ, start_response, front.decision_failed())
+        if decision.admitted < decision.offered:
+            front.refused(view, decision)
+            if not decision.allowed:
+                return _respond(environ, start_response, refusal(decision))
         extra = decision.rate_limit_headers()
 
         def start_with_fields(
@@ -122,7 +154,7 @@ class WSGITrafficManager:
         self.gate.close()
 
 
-def _refuse(
+def _respond(
     environ: dict[str, Any], start_response: StartResponse, response: Response
 ) -> Iterable[bytes]:
     status, headers, body = response
