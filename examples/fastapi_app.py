@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from traffic import build_policy  # examples/traffic.py
+from traffic import build_policy, trusted_peers  # examples/traffic.py
 
+from srtm.aio.gate import AsyncGate
 from srtm.middleware import ASGITrafficManager
 
+# Built first and handed in: add_middleware builds the middleware lazily, and the app
+# holds the gate to read and steer it (snapshot(), set_capacity()).
+gate = AsyncGate(build_policy())
 app = FastAPI()
-app.add_middleware(ASGITrafficManager, policy=build_policy(), exempt_paths={"/health"})
+app.add_middleware(
+    ASGITrafficManager, gate=gate, trusted_peers=trusted_peers(), exempt_paths={"/health"}
+)
 
 
 @app.post("/sr")
@@ -21,5 +27,5 @@ async def service_request(request: Request) -> dict[str, Any]:
 
 
 @app.get("/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+async def health() -> dict[str, Any]:
+    return {"status": "ok", "store_degraded": gate.snapshot(users=False)["degraded"]}

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, request
-from traffic import build_policy  # examples/traffic.py
+from traffic import build_policy, trusted_peers  # examples/traffic.py
 
 from srtm.middleware import WSGITrafficManager
 
 app = Flask(__name__)
 app.wsgi_app = WSGITrafficManager(  # type: ignore[method-assign]
-    app.wsgi_app, build_policy(), exempt_paths={"/health"}
+    app.wsgi_app, build_policy(), trusted_peers=trusted_peers(), exempt_paths={"/health"}
 )
 
 

@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from traffic import build_policy  # examples/traffic.py
+from traffic import build_policy, trusted_peers  # examples/traffic.py
 
 from srtm.middleware import ASGITrafficManager
 
@@ -29,5 +29,12 @@ app = Starlette(
         Route("/sr", service_request, methods=["POST"]),
         Route("/health", health),
     ],
-    middleware=[Middleware(ASGITrafficManager, policy=build_policy(), exempt_paths={"/health"})],
+    middleware=[
+        Middleware(
+            ASGITrafficManager,
+            policy=build_policy(),
+            trusted_peers=trusted_peers(),
+            exempt_paths={"/health"},
+        )
+    ],
 )

@@ -10,6 +10,8 @@ Deployment settings come from the environment, so the same code runs on a laptop
 - ``GATEWAY_CAPACITY``: SR/s the back end can process; 1,350 (the DSP in March 2020) by
   default. The allocations are shares of it, so a staging gateway with a small capacity
   keeps the same proportions.
+- ``GATEWAY_TRUSTED_PEERS``: comma-separated addresses or CIDRs of the TLS-terminating
+  front ends allowed to set the identity headers; loopback by default (docs/trust.md).
 """
 
 from __future__ import annotations
@@ -34,3 +36,8 @@ def build_policy() -> TrafficPolicy:
         storage=os.environ.get("SRTM_STORAGE", "memory://"),
         nodes=int(os.environ.get("GATEWAY_NODES", "1")),
     )
+
+
+def trusted_peers() -> list[str]:
+    """Who may vouch for the identity headers: the front ends' addresses (docs/trust.md)."""
+    return os.environ.get("GATEWAY_TRUSTED_PEERS", "127.0.0.1,::1").split(",")

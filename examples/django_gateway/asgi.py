@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from django.core.asgi import get_asgi_application
-from traffic import build_policy  # examples/traffic.py
+from traffic import build_policy, trusted_peers  # examples/traffic.py
 
 from srtm.middleware import ASGITrafficManager
 
@@ -41,4 +41,6 @@ async def with_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             return
 
 
-application = ASGITrafficManager(with_lifespan, build_policy(), exempt_paths={"/health"})
+application = ASGITrafficManager(
+    with_lifespan, build_policy(), trusted_peers=trusted_peers(), exempt_paths={"/health"}
+)
