@@ -52,6 +52,7 @@ from srtm.client._events import (
 from srtm.client._pacing import Pacer
 from srtm.client._queue import SRQueue
 from srtm.client._ratelimit import parse_ratelimit
+from srtm.client._refusal import RefusalRule
 from srtm.client._request import ServiceRequest
 from srtm.client._retry import RetryBudget, RetryPolicy, WaitDecision
 
@@ -76,7 +77,7 @@ class Kind(enum.Enum):
     """What an attempt's outcome means for retrying."""
 
     FINAL = "final"  # an answer: hand it to the caller
-    REFUSED = "refused"  # 429, or 503 from the traffic manager: not processed, pause the User
+    REFUSED = "refused"  # 429, 503 with Retry-After or srtm's marker: pause the User
     UNREACHED = "unreached"  # the gateway was never reached: not processed, pause the User
     AMBIGUOUS = "ambiguous"  # may have been processed: retry only if safe to repeat
     FATAL = "fatal"  # the request could not be made: hand the error to the caller
@@ -88,18 +89,14 @@ _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _AMBIGUOUS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
-def classify(outcome: httpx.Response | BaseException) -> Kind:
+_VERDICTS = {"refused": Kind.REFUSED, "ambiguous": Kind.AMBIGUOUS, "final": Kind.FINAL}
+_DEFAULT_RULE = RefusalRule()
+
+
+def classify(outcome: httpx.Response | BaseException, rule: RefusalRule = _DEFAULT_RULE) -> Kind:
     """Whether an outcome was provably not processed, final, or ambiguous."""
     if isinstance(outcome, httpx.Response):
-        status = outcome.status_code
-        if status == 429:
-            return Kind.REFUSED
-        if status == 503:
-            # Only the traffic manager's own 503 proves the SR was not processed.
-            return Kind.REFUSED if REFUSED_HEADER in outcome.headers else Kind.AMBIGUOUS
-        if status in (500, 502, 504):
-            return Kind.AMBIGUOUS
-        return Kind.FINAL
+        return _VERDICTS[rule.verdict(outcome)]
     if isinstance(outcome, _UNSENT):
         return Kind.UNREACHED
     if isinstance(outcome, OutcomeUnknownError):
@@ -496,7 +493,8 @@ class ClientCore(Generic[H]):
         state.now = now
         if isinstance(outcome, httpx.Response):
             entry.last_response = outcome
-            self.pacer.observe(parse_ratelimit(outcome.headers), now)
+            if self.pacer.follow_gateway:
+                self.pacer.observe(parse_ratelimit(outcome.headers, now=self.clock.time()), now)
             state.set_result(outcome)
         else:
             if isinstance(outcome, _AMBIGUOUS) and not isinstance(outcome, _UNSENT):
@@ -504,7 +502,7 @@ class ClientCore(Generic[H]):
                 unknown.__cause__ = outcome
                 outcome = unknown
             state.set_exception((type(outcome), outcome, outcome.__traceback__))
-        state.kind = classify(outcome)
+        state.kind = classify(outcome, self.retry.refusal)
         state.decision = None
         state.stop_reason = None
         try:
