@@ -171,6 +171,7 @@ class _Entry(Generic[H]):
         "handle",
         "key",
         "last_response",
+        "maybe_processed",
         "qtoken",
         "sr",
         "state",
@@ -201,6 +202,9 @@ class _Entry(Generic[H]):
         self.attempts = 0
         self.first_sent_at: float | None = None
         self.last_response: httpx.Response | None = None
+        # An attempt got no clear answer (a timeout after sending, a dropped connection,
+        # a 5xx): the gateway may have processed the SR, so it is never "unsent" again.
+        self.maybe_processed = False
         self.state: _CallState  # set by the core right after construction
 
 
@@ -315,6 +319,8 @@ class ClientCore(Generic[H]):
         self._cancelling = False
         self._aborted: BaseException | None = None
         self.handed_back: list[ServiceRequest] = []
+        #: SRs that ended sent but unanswered (``OutcomeUnknownError``): never handed back.
+        self.outcome_unknown: list[ServiceRequest] = []
         self._settled: list[Settlement[H]] = []
         self._events: list[ClientEvent] = []
         self._counts = dict.fromkeys(
@@ -326,6 +332,7 @@ class ClientCore(Generic[H]):
                 "cancelled",
                 "retries",
                 "throttle_pauses",
+                "outcome_unknown",
             ),
             0,
         )
@@ -503,6 +510,8 @@ class ClientCore(Generic[H]):
                 outcome = unknown
             state.set_exception((type(outcome), outcome, outcome.__traceback__))
         state.kind = classify(outcome, self.retry.refusal)
+        if state.kind is Kind.AMBIGUOUS:
+            entry.maybe_processed = True
         state.decision = None
         state.stop_reason = None
         try:
@@ -545,9 +554,16 @@ class ClientCore(Generic[H]):
         )
 
     def attempt_cancelled(self, entry: _Entry[H]) -> None:
-        """The attempt was cancelled (task cancellation): never retried, reported as such."""
+        """The attempt was cancelled in flight (the event loop is going away).
+
+        The request may already have reached the gateway: never retried, and never
+        reported as unsent; its caller gets an ``OutcomeUnknownError``.
+        """
         self._release(entry)
-        self._finish(entry, "cancelled", None)
+        entry.maybe_processed = True
+        self._finish(
+            entry, "error", OutcomeUnknownError(entry.sr, entry.attempts, "cancelled in flight")
+        )
 
     def _release(self, entry: _Entry[H]) -> None:
         if entry.status is _State.IN_FLIGHT:
@@ -645,6 +661,20 @@ class ClientCore(Generic[H]):
             return
         entry.status = _State.DONE
         now = self.clock.monotonic()
+        if entry.maybe_processed and (outcome == "cancelled" or isinstance(value, GaveUpError)):
+            # Sent once with no clear answer: whatever stops it now, it may have been
+            # processed. Not "unsent", not "not processed": its outcome is unknown.
+            reason = (
+                "cancelled before it was resent"
+                if outcome == "cancelled"
+                else f"{type(value).__name__} before it was resent"
+            )
+            unknown = OutcomeUnknownError(entry.sr, entry.attempts, reason)
+            unknown.__cause__ = value if isinstance(value, BaseException) else None
+            outcome, value = "error", unknown
+        if isinstance(value, OutcomeUnknownError):
+            self.outcome_unknown.append(entry.sr)
+            self._counts["outcome_unknown"] += 1
         if outcome == "response":
             self._counts["responses"] += 1
         elif outcome == "error":

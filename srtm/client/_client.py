@@ -10,17 +10,22 @@ the core.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import logging
+import math
 import os
 import ssl
 import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 import httpx
 
-from srtm.client._base import ClientCore, Dispatch, Finished, Settlement, Wait, _Entry
+from srtm.client._base import ClientCore, Dispatch, Finished, Settlement, _Entry
 from srtm.client._clock import Clock, SystemClock
 from srtm.client._priorities import Classifier, PriorityPolicy
 from srtm.client._retry import RetryPolicy
@@ -40,6 +45,76 @@ H = TypeVar("H")
 
 #: Set while a thread resolves handles or runs hooks: close() from there would deadlock.
 _delivering = threading.local()
+
+#: How long an unclosed client drains its queue at exit (or when its event loop shuts
+#: down) before cancelling the rest, by default: long enough for a normal queue.
+DEFAULT_EXIT_TIMEOUT = 60.0
+#: At exit, after the drain: how long SRs already in flight may take to be answered.
+_IN_FLIGHT_AT_EXIT = 30.0
+
+
+class _OpenClients:
+    """The sync clients still open, drained by one ``atexit`` hook (weakly held)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: weakref.WeakSet[ServiceRequestClient] = weakref.WeakSet()
+        # atexit hooks run after the main thread ends and non-daemon threads are joined,
+        # and before daemon threads (the client's workers) stop: they can still send.
+        atexit.register(self.drain)
+
+    def add(self, client: ServiceRequestClient) -> None:
+        with self._lock:
+            self._clients.add(client)
+
+    def discard(self, client: ServiceRequestClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def drain(self) -> None:
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            try:
+                client._exit()
+            except Exception:  # one client's failure must not strand the others' SRs
+                logger.exception("srtm.client: draining a client at exit failed")
+
+
+_at_exit = _OpenClients()
+
+
+def _join(threads: list[threading.Thread], timeout: float | None) -> bool:
+    """Join every thread within ``timeout`` seconds in all; True if they all ended."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
+
+
+def _report_unknown(unknown: list[ServiceRequest]) -> None:
+    """close() says how many SRs ended sent but unanswered, and which."""
+    if unknown:
+        logger.warning(
+            "srtm.client: %d SR(s) were sent and never clearly answered (outcome unknown: "
+            "not handed back as unsent; find out before resending): %s",
+            len(unknown),
+            ", ".join(sr.request_id for sr in unknown[:20])
+            + (", ..." if len(unknown) > 20 else ""),
+        )
+
+
+def _check_exit_timeout(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise ValueError(f"exit_timeout: must be zero or more seconds, or None, got {value!r}")
+    return float(value)
+
 
 CertTypes = str | tuple[str, str] | tuple[str, str, str]
 PrioritiesTypes = PriorityPolicy | Mapping[str, int] | Classifier | None
@@ -84,9 +159,11 @@ class BaseClient(Generic[H]):
         retry: RetryPolicy,
         headers: Mapping[str, str] | None,
         on_event: Callable[[ClientEvent], None] | None,
+        exit_timeout: float | None,
         clock: Clock | None,
         rng: random.Random | Callable[[], float] | None,
     ) -> None:
+        self.exit_timeout = _check_exit_timeout(exit_timeout)
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"user_id: must be a non-empty string, got {user_id!r}")
         if not isinstance(duis_version, str) or not duis_version.strip():
@@ -157,7 +234,9 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     the gateway's final response (an ``httpx.Response``), an exception, or a
     cancellation; ``send(sr)`` submits and waits. Close it (or use ``with``): closing
     drains the queue by default, or with ``cancel=True`` cancels what was not sent and
-    returns those SRs.
+    returns those SRs. A client still open when the interpreter exits drains its queue
+    then, for at most ``exit_timeout`` seconds; what is left after that is cancelled and
+    counted in a WARNING, never dropped silently.
 
     Configuration is keyword-only: ``base_url``, the User's ``user_id`` and
     ``duis_version`` (sent as ``X-Service-User-ID`` and ``X-DUIS-Version``), TLS
@@ -165,8 +244,8 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     mapping or function for its order), ``max_in_flight``, pacing (``rate``: the User's
     allocation in SR/s if known; ``follow_rate_limit``: read the gateway's RateLimit
     fields; ``pace_factor``: the share of that rate to use), ``retry`` (a
-    ``RetryPolicy``), ``on_event`` (a hook), and for tests ``clock``, ``rng`` and
-    ``transport``.
+    ``RetryPolicy``, which holds the ``RefusalRule``), ``on_event`` (a hook),
+    ``exit_timeout``, and for tests ``clock``, ``rng`` and ``transport``.
     """
 
     def __init__(
@@ -186,6 +265,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         on_event: Callable[[ClientEvent], None] | None = None,
+        exit_timeout: float | None = DEFAULT_EXIT_TIMEOUT,
         clock: Clock | None = None,
         rng: random.Random | Callable[[], float] | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -202,6 +282,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             retry=retry if retry is not None else RetryPolicy(),
             headers=headers,
             on_event=on_event,
+            exit_timeout=exit_timeout,
             clock=clock,
             rng=rng,
         )
@@ -216,12 +297,10 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             transport=transport,
         )
         self._cond = threading.Condition(threading.RLock())
-        self._busy = 0  # sends dispatched and not yet fully reported
-        self._dispatcher: threading.Thread | None = None
-        self._workers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_in_flight, thread_name_prefix="srtm-client-send"
-        )
+        self._busy = 0  # sends taken by a worker and not yet fully reported
+        self._workers: list[threading.Thread] = []
         self._closed = False
+        _at_exit.add(self)
 
     # -- the public API -----------------------------------------------------------------
 
@@ -230,13 +309,10 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         future: concurrent.futures.Future[httpx.Response] = concurrent.futures.Future()
         with self._cond:
             entry = self._core.submit(sr, future)
-            if self._dispatcher is None:
-                self._dispatcher = threading.Thread(
-                    target=self._run, name="srtm-client-dispatch", daemon=True
-                )
-                self._dispatcher.start()
-            self._cond.notify_all()
-        future.add_done_callback(lambda f: self._on_done(entry, f))
+            if not self._workers:
+                self._start_workers()
+            self._cond.notify()
+        future.add_done_callback(partial(self._on_done, entry))
         return future
 
     def send(self, sr: ServiceRequest, *, timeout: float | None = None) -> httpx.Response:
@@ -258,6 +334,16 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         with self._cond:
             return self._core.stats()
 
+    @property
+    def outcome_unknown(self) -> list[ServiceRequest]:
+        """SRs that were sent and never clearly answered (ended in ``OutcomeUnknownError``).
+
+        The gateway may have processed them: they are never among the SRs ``close()``
+        hands back as unsent. Find out (from the DSP's responses) before resending one.
+        """
+        with self._cond:
+            return list(self._core.outcome_unknown)
+
     def close(
         self, *, cancel: bool = False, drain_timeout: float | None = None
     ) -> list[ServiceRequest]:
@@ -266,27 +352,64 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         Drains by default: every queued SR is sent (throttling still honoured) and every
         handle resolved. With ``cancel=True``, or once ``drain_timeout`` seconds of draining
         have passed, SRs not yet sent (or waiting to be resent) are cancelled; SRs in
-        flight still complete. Returns the cancelled SRs, in queue order.
+        flight still complete. Returns the cancelled SRs, in queue order: never one that
+        was sent without a clear answer (those end in ``OutcomeUnknownError``, are listed
+        by ``outcome_unknown`` and counted in a WARNING here).
         """
         if getattr(_delivering, "active", False):
             raise RuntimeError("close() from an on_event hook would wait for itself")
+        self._shutdown(cancel=cancel, drain_timeout=drain_timeout)
+        return list(self._core.handed_back)
+
+    def _shutdown(
+        self, *, cancel: bool, drain_timeout: float | None, at_exit: bool = False
+    ) -> None:
         with self._cond:
             if self._closed:
-                return list(self._core.handed_back)
+                return
             self._closed = True
             self._core.close(cancel=cancel)
             self._cond.notify_all()
-            dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.join(drain_timeout)
-            if dispatcher.is_alive():
+            workers = list(self._workers)
+        if not _join(workers, drain_timeout):
+            with self._cond:
+                before = len(self._core.handed_back)
+                self._core.cancel_pending()
+                cancelled = len(self._core.handed_back) - before
+                self._cond.notify_all()
+            if at_exit and cancelled:
+                logger.warning(
+                    "srtm.client: the interpreter is exiting and the exit timeout (%.0fs) "
+                    "has passed: %d SR(s) not sent were cancelled (futures cancelled)",
+                    drain_timeout,
+                    cancelled,
+                )
+            if not _join(workers, _IN_FLIGHT_AT_EXIT if at_exit else None):
                 with self._cond:
-                    self._core.cancel_pending()
-                    self._cond.notify_all()
-                dispatcher.join()
-        self._workers.shutdown(wait=True)
+                    left = self._core.in_flight
+                logger.warning(
+                    "srtm.client: exiting with %d SR(s) still in flight: their outcome is unknown",
+                    left,
+                )
+                return
         self._http.close()
-        return list(self._core.handed_back)
+        _at_exit.discard(self)
+        _report_unknown(self.outcome_unknown)
+
+    def _exit(self) -> None:
+        """At interpreter exit: drain what an unclosed client still holds."""
+        with self._cond:
+            if self._closed:
+                return
+            pending = sum(self._core.stats().queued.values()) + self._core.in_flight
+        if pending:
+            logger.info(
+                "srtm.client: the interpreter is exiting with the client open: draining "
+                "%d SR(s) (at most %ss; close() the client to choose)",
+                pending,
+                self.exit_timeout,
+            )
+        self._shutdown(cancel=False, drain_timeout=self.exit_timeout, at_exit=True)
 
     def __enter__(self) -> Self:
         return self
@@ -342,31 +465,51 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
                 self._cond.notify_all()
             self._deliver(settled, events)
 
-    # -- the dispatcher and the workers -------------------------------------------------
+    # -- the workers --------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        """Start ``max_in_flight`` workers; each asks the core for work and sends it.
+
+        Daemon threads, so an unclosed client never keeps the interpreter alive; the exit
+        hook drains it instead (concurrent.futures' pool refuses work once exit begins).
+        """
+        for i in range(self._core.max_in_flight):
+            worker = threading.Thread(target=self._run, name=f"srtm-client-send-{i}", daemon=True)
+            self._workers.append(worker)
+            worker.start()
 
     def _run(self) -> None:
         try:
-            self._dispatch()
+            self._work()
         except Exception as exc:  # a bug must not strand the callers' handles
             logger.exception("srtm.client dispatcher failed; failing every pending SR")
             with self._cond:
                 self._core.abort(exc)
                 settled, events = self._core.take_outbox()
+                self._cond.notify_all()
             self._deliver(settled, events)
 
-    def _dispatch(self) -> None:
+    def _work(self) -> None:
+        core, cond = self._core, self._cond
         while True:
-            with self._cond:
-                action = self._core.next_action()
-                settled, events = self._core.take_outbox()
-                if isinstance(action, Wait) and not settled and not events:
+            with cond:
+                while True:
+                    action = core.next_action()
+                    settled, events = core.take_outbox()
+                    if isinstance(action, Dispatch):
+                        self._busy += 1
+                        cond.notify()  # another worker may take the next SR
+                        break
+                    if isinstance(action, Finished):
+                        cond.notify_all()
+                        break
+                    if settled or events:
+                        break
                     self._wait(action.until)
-                    continue
-                if isinstance(action, Dispatch):
-                    self._busy += 1
-            self._deliver(settled, events)
+            if settled or events:
+                self._deliver(settled, events)
             if isinstance(action, Dispatch):
-                self._workers.submit(self._attempt, action.entry)
+                self._attempt(action.entry)
             elif isinstance(action, Finished):
                 return
 
@@ -395,12 +538,12 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             with self._cond:
                 self._core.attempt_finished(entry, outcome)
                 settled, events = self._core.take_outbox()
-                self._cond.notify_all()
             self._deliver(settled, events)
         finally:
             with self._cond:
                 self._busy -= 1
-                self._cond.notify_all()
+                if self.clock.virtual:
+                    self._cond.notify_all()
 
 
 class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
@@ -410,7 +553,9 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
     ``submit(sr)`` (a plain method, called on the event loop) returns an
     ``asyncio.Future``; ``await send(sr)`` submits and waits; ``await aclose()`` (or
     ``async with``) drains or cancels. Cancelling the future of a queued SR removes it;
-    an SR already sent finishes, but it is never retried once cancelled.
+    an SR already sent finishes, but it is never retried once cancelled. A client still
+    open when its event loop shuts down (``asyncio.run`` returning) drains its queue
+    first, for at most ``exit_timeout`` seconds, then cancels the rest with a WARNING.
     """
 
     def __init__(
@@ -430,6 +575,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         on_event: Callable[[ClientEvent], None] | None = None,
+        exit_timeout: float | None = DEFAULT_EXIT_TIMEOUT,
         clock: Clock | None = None,
         rng: random.Random | Callable[[], float] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -446,6 +592,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             retry=retry if retry is not None else RetryPolicy(),
             headers=headers,
             on_event=on_event,
+            exit_timeout=exit_timeout,
             clock=clock,
             rng=rng,
         )
@@ -486,13 +633,19 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         """A snapshot of queue depths, waits, pauses and retries."""
         return self._core.stats()
 
+    @property
+    def outcome_unknown(self) -> list[ServiceRequest]:
+        """SRs sent and never clearly answered; as ``ServiceRequestClient.outcome_unknown``."""
+        return list(self._core.outcome_unknown)
+
     async def aclose(
         self, *, cancel: bool = False, drain_timeout: float | None = None
     ) -> list[ServiceRequest]:
         """Stop accepting SRs and finish: drain the queue, or cancel what was not sent.
 
         As ``ServiceRequestClient.close``: drains by default; ``cancel=True`` (or a
-        ``drain_timeout`` running out) cancels SRs not yet sent and returns them.
+        ``drain_timeout`` running out) cancels SRs not yet sent and returns them; SRs
+        sent without a clear answer are never among them (see ``outcome_unknown``).
         """
         if self._closed:
             return list(self._core.handed_back)
@@ -508,6 +661,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
                 self._notify()
                 await dispatcher
         await self._http.aclose()
+        _report_unknown(self._core.outcome_unknown)
         return list(self._core.handed_back)
 
     async def __aenter__(self) -> Self:
@@ -560,8 +714,14 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
 
     async def _run(self) -> None:
         try:
-            await self._dispatch()
-        except asyncio.CancelledError:  # the loop is going away: cancel what is left
+            try:
+                await self._dispatch()
+            except asyncio.CancelledError:
+                # Only the event loop shutting down cancels this private task
+                # (asyncio.run cancels every task, then waits for them): drain first.
+                await self._drain_at_shutdown()
+                raise
+        except asyncio.CancelledError:
             self._core.cancel_pending()
             self._deliver(*self._core.take_outbox())
             raise
@@ -569,6 +729,36 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             logger.exception("srtm.client dispatcher failed; failing every pending SR")
             self._core.abort(exc)
             self._deliver(*self._core.take_outbox())
+
+    async def _drain_at_shutdown(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        self._core.close(cancel=False)
+        pending = sum(self._core.stats().queued.values())
+        if pending:
+            logger.info(
+                "srtm.client: the event loop is shutting down with the client open: "
+                "draining %d SR(s) (at most %ss; aclose() the client to choose)",
+                pending,
+                self.exit_timeout,
+            )
+        try:
+            async with asyncio.timeout(self.exit_timeout):
+                await self._dispatch()
+        except TimeoutError:
+            before = len(self._core.handed_back)
+            self._core.cancel_pending()
+            self._deliver(*self._core.take_outbox())
+            logger.warning(
+                "srtm.client: the event loop is shutting down and the exit timeout (%.0fs) "
+                "has passed: %d SR(s) not sent were cancelled (futures cancelled)",
+                self.exit_timeout,
+                len(self._core.handed_back) - before,
+            )
+            if self._attempts:
+                await asyncio.wait(list(self._attempts), timeout=_IN_FLIGHT_AT_EXIT)
+        _report_unknown(self._core.outcome_unknown)
 
     async def _dispatch(self) -> None:
         assert self._wake is not None
