@@ -344,6 +344,10 @@ class ClientCore(Generic[H]):
     def in_flight(self) -> int:
         return self._in_flight
 
+    def has_work_for_another(self) -> bool:
+        """Whether another worker could find an SR to send (a hint, to wake one)."""
+        return self._in_flight < self.max_in_flight and len(self._queue) > 0
+
     @property
     def closing(self) -> bool:
         return self._closing

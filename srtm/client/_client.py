@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import logging
 import math
@@ -32,6 +33,7 @@ from srtm.client._retry import RetryPolicy
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import AsyncGenerator
     from types import TracebackType
 
     from srtm.client._events import ClientEvent, ClientStats
@@ -498,7 +500,8 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
                     settled, events = core.take_outbox()
                     if isinstance(action, Dispatch):
                         self._busy += 1
-                        cond.notify()  # another worker may take the next SR
+                        if core.has_work_for_another():
+                            cond.notify()  # another worker may take the next SR
                         break
                     if isinstance(action, Finished):
                         cond.notify_all()
@@ -606,9 +609,9 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             ),
             transport=transport,
         )
-        self._wake: asyncio.Event | None = None
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._attempts: set[asyncio.Task[None]] = set()
+        self._workers: list[asyncio.Task[None]] = []
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._exit_hook: AsyncGenerator[None, None] | None = None
         self._closed = False
 
     # -- the public API -----------------------------------------------------------------
@@ -618,10 +621,10 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[httpx.Response] = loop.create_future()
         entry = self._core.submit(sr, future)
-        if self._dispatcher is None:
-            self._wake = asyncio.Event()
-            self._dispatcher = loop.create_task(self._run(), name="srtm-client-dispatch")
-        future.add_done_callback(lambda f: self._on_done(entry, f))
+        if not self._workers:
+            self._start_workers(loop)
+            self._hook_loop_shutdown()
+        future.add_done_callback(partial(self._on_done, entry))
         self._notify()
         return future
 
@@ -651,18 +654,25 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             return list(self._core.handed_back)
         self._closed = True
         self._core.close(cancel=cancel)
-        self._notify()
-        dispatcher = self._dispatcher
-        if dispatcher is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(dispatcher), drain_timeout)
-            except TimeoutError:
-                self._core.cancel_pending()
-                self._notify()
-                await dispatcher
+        self._notify(everyone=True)
+        if not await self._join(drain_timeout):
+            self._core.cancel_pending()
+            self._deliver(*self._core.take_outbox())
+            self._notify(everyone=True)
+            await self._join(None)
         await self._http.aclose()
+        if self._exit_hook is not None:
+            await self._exit_hook.aclose()
         _report_unknown(self._core.outcome_unknown)
         return list(self._core.handed_back)
+
+    async def _join(self, within: float | None) -> bool:
+        """Wait for the workers to finish, at most ``within`` s; True if they did."""
+        workers = [w for w in self._workers if not w.done()]
+        if not workers:
+            return True
+        _, pending = await asyncio.wait(workers, timeout=within)
+        return not pending
 
     async def __aenter__(self) -> Self:
         return self
@@ -706,34 +716,47 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             self._deliver(*self._core.take_outbox())
             self._notify()
 
-    def _notify(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+    def _notify(self, *, everyone: bool = False) -> None:
+        """Wake one idle worker (or all of them)."""
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
 
-    # -- the dispatcher and the workers -------------------------------------------------
+    # -- the workers --------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    def _start_workers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """``max_in_flight`` worker tasks; each asks the core for work and sends it."""
+        self._workers = [
+            loop.create_task(self._run(), name=f"srtm-client-send-{i}")
+            for i in range(self._core.max_in_flight)
+        ]
+
+    def _hook_loop_shutdown(self) -> None:
+        """Be told when the event loop shuts down, after its tasks are cancelled.
+
+        ``asyncio.run`` cancels every task (these workers too, even before they start),
+        then finalises the asynchronous generators still open: this one's ``finally``
+        then drains the queue with fresh workers, for at most ``exit_timeout``.
+        """
+        hook = self._at_loop_shutdown()
         try:
-            try:
-                await self._dispatch()
-            except asyncio.CancelledError:
-                # Only the event loop shutting down cancels this private task
-                # (asyncio.run cancels every task, then waits for them): drain first.
+            hook.asend(None).send(None)  # run it to its yield: the loop now tracks it
+        except StopIteration:
+            self._exit_hook = hook
+
+    async def _at_loop_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if not self._closed:
                 await self._drain_at_shutdown()
-                raise
-        except asyncio.CancelledError:
-            self._core.cancel_pending()
-            self._deliver(*self._core.take_outbox())
-            raise
-        except Exception as exc:  # a bug must not strand the callers' handles
-            logger.exception("srtm.client dispatcher failed; failing every pending SR")
-            self._core.abort(exc)
-            self._deliver(*self._core.take_outbox())
 
     async def _drain_at_shutdown(self) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        self._closed = True
         self._core.close(cancel=False)
         pending = sum(self._core.stats().queued.values())
         if pending:
@@ -743,54 +766,71 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
                 pending,
                 self.exit_timeout,
             )
-        try:
-            async with asyncio.timeout(self.exit_timeout):
-                await self._dispatch()
-        except TimeoutError:
+            self._start_workers(asyncio.get_running_loop())
+        if not await self._join(self.exit_timeout):
             before = len(self._core.handed_back)
             self._core.cancel_pending()
             self._deliver(*self._core.take_outbox())
+            self._notify(everyone=True)
             logger.warning(
                 "srtm.client: the event loop is shutting down and the exit timeout (%.0fs) "
                 "has passed: %d SR(s) not sent were cancelled (futures cancelled)",
                 self.exit_timeout,
                 len(self._core.handed_back) - before,
             )
-            if self._attempts:
-                await asyncio.wait(list(self._attempts), timeout=_IN_FLIGHT_AT_EXIT)
+            if not await self._join(_IN_FLIGHT_AT_EXIT):
+                for worker in self._workers:
+                    worker.cancel()  # what is still in flight ends as outcome unknown
+                await self._join(None)
+        await self._http.aclose()
         _report_unknown(self._core.outcome_unknown)
 
-    async def _dispatch(self) -> None:
-        assert self._wake is not None
-        wake = self._wake
+    async def _run(self) -> None:
+        try:
+            await self._work()
+        except Exception as exc:  # a bug must not strand the callers' handles
+            logger.exception("srtm.client dispatcher failed; failing every pending SR")
+            self._core.abort(exc)
+            self._deliver(*self._core.take_outbox())
+            self._notify(everyone=True)
+
+    async def _work(self) -> None:
+        core = self._core
         while True:
-            wake.clear()
-            action = self._core.next_action()
-            settled, events = self._core.take_outbox()
-            self._deliver(settled, events)
+            action = core.next_action()
+            settled, events = core.take_outbox()
+            if settled or events:
+                self._deliver(settled, events)
             if isinstance(action, Dispatch):
-                task = asyncio.create_task(self._attempt(action.entry))
-                self._attempts.add(task)
-                task.add_done_callback(self._attempts.discard)
+                if core.has_work_for_another():
+                    self._notify()
+                await self._attempt(action.entry)
             elif isinstance(action, Finished):
+                self._notify(everyone=True)
                 return
             elif not settled and not events:
-                await self._wait(wake, action.until)
+                await self._wait(action.until)
 
-    async def _wait(self, wake: asyncio.Event, until: float | None) -> None:
+    async def _wait(self, until: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._idle.append(waiter)
         if self.clock.virtual:
             if until is not None and self._core.in_flight == 0:
                 self.clock.advance_to(until)
+                waiter.cancel()
                 await asyncio.sleep(0)
             else:
-                await wake.wait()
+                await waiter
             return
-        timeout = None if until is None else max(0.0, until - self.clock.monotonic())
+        timer = None
+        if until is not None:
+            timer = loop.call_later(max(0.0, until - self.clock.monotonic()), _wake, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await wake.wait()
-        except TimeoutError:
-            pass
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _attempt(self, entry: _Entry[asyncio.Future[httpx.Response]]) -> None:
         outcome: httpx.Response | BaseException
@@ -801,10 +841,15 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         except asyncio.CancelledError:
             self._core.attempt_cancelled(entry)
             self._deliver(*self._core.take_outbox())
-            self._notify()
             raise
         except Exception as exc:
             outcome = exc
         self._core.attempt_finished(entry, outcome)
-        self._deliver(*self._core.take_outbox())
-        self._notify()
+        settled, events = self._core.take_outbox()
+        if settled or events:
+            self._deliver(settled, events)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
