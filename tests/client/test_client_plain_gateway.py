@@ -13,12 +13,14 @@ from __future__ import annotations
 import email.utils
 import itertools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
-from srtm.client import VirtualClock
-
 from .helpers import Facade, Reply, Request, ScriptApp, serve, sr
+
+if TYPE_CHECKING:
+    from srtm.client import VirtualClock
 
 Make = Callable[..., Facade]
 #: The draft's (draft-ietf-httpapi-ratelimit-headers) multi-policy example, verbatim.
@@ -117,7 +119,7 @@ def test_the_drafts_multi_policy_example_paces_at_the_burst_rate(
     make_client: Make, clock: VirtualClock
 ) -> None:
     fields = {"RateLimit-Policy": DRAFT_POLICY, "RateLimit": '"daily";r=999;t=3600'}
-    app, statuses = plain(clock, lambda n, _: Reply(200, dict(fields)))
+    app, _ = plain(clock, lambda n, _: Reply(200, dict(fields)))
     with serve(app, started=app.started) as url:
         client = make_client(base_url=url, clock=clock, pace_factor=1.0, max_in_flight=1)
         client.send(sr("2.2"))  # the first answer brings the fields
@@ -139,7 +141,11 @@ def test_the_x_ratelimit_triple_holds_until_its_reset(
         left = max(0, 2 - n)  # three allowed, then the window is spent for 20 s
         return Reply(
             200,
-            {"X-RateLimit-Limit": "3", "X-RateLimit-Remaining": str(left), "X-RateLimit-Reset": "20"},
+            {
+                "X-RateLimit-Limit": "3",
+                "X-RateLimit-Remaining": str(left),
+                "X-RateLimit-Reset": "20",
+            },
         )
 
     app, _ = plain(clock, answer)
