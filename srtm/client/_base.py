@@ -205,7 +205,9 @@ class _Entry(Generic[H]):
         # An attempt got no clear answer (a timeout after sending, a dropped connection,
         # a 5xx): the gateway may have processed the SR, so it is never "unsent" again.
         self.maybe_processed = False
-        self.state: _CallState  # set by the core right after construction
+        # tenacity's state, made on the first outcome that might be retried: most SRs
+        # get their answer at once and never need one.
+        self.state: _CallState | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -404,7 +406,6 @@ class ClientCore(Generic[H]):
             submitted_at=now,
             deadline_at=None if deadline is None else now + deadline,
         )
-        entry.state = _CallState(self._decider, entry)
         self._queue.push(entry)
         if entry.deadline_at is not None:
             heapq.heappush(self._deadlines, (entry.deadline_at, seq, entry))
@@ -500,22 +501,39 @@ class ClientCore(Generic[H]):
         """Take in what one attempt produced (a response, or the exception it raised)."""
         now = self.clock.monotonic()
         self._release(entry)
-        state = entry.state
-        state.now = now
         if isinstance(outcome, httpx.Response):
             entry.last_response = outcome
             if self.pacer.follow_gateway:
                 self.pacer.observe(parse_ratelimit(outcome.headers, now=self.clock.time()), now)
+        elif isinstance(outcome, _AMBIGUOUS) and not isinstance(outcome, _UNSENT):
+            unknown = OutcomeUnknownError(entry.sr, entry.attempts, type(outcome).__name__)
+            unknown.__cause__ = outcome
+            outcome = unknown
+        kind = classify(outcome, self.retry.refusal)
+        if kind is Kind.AMBIGUOUS:
+            entry.maybe_processed = True
+        if not (
+            kind is Kind.REFUSED
+            or kind is Kind.UNREACHED
+            or (kind is Kind.AMBIGUOUS and entry.sr.safe_to_repeat)
+        ):
+            # Not to be retried (what _RetryIfUnprocessed would say): the outcome is the
+            # caller's, without driving tenacity for it (most SRs end here).
+            if isinstance(outcome, httpx.Response):
+                self._finish(entry, "response", outcome)
+            else:
+                self._finish(entry, "error", outcome)
+            return
+        state = entry.state
+        if state is None:
+            state = entry.state = _CallState(self._decider, entry)
+            state.attempt_number = entry.attempts
+        state.now = now
+        if isinstance(outcome, httpx.Response):
             state.set_result(outcome)
         else:
-            if isinstance(outcome, _AMBIGUOUS) and not isinstance(outcome, _UNSENT):
-                unknown = OutcomeUnknownError(entry.sr, entry.attempts, type(outcome).__name__)
-                unknown.__cause__ = outcome
-                outcome = unknown
             state.set_exception((type(outcome), outcome, outcome.__traceback__))
-        state.kind = classify(outcome, self.retry.refusal)
-        if state.kind is Kind.AMBIGUOUS:
-            entry.maybe_processed = True
+        state.kind = kind
         state.decision = None
         state.stop_reason = None
         try:

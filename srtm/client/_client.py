@@ -119,6 +119,7 @@ def _check_exit_timeout(value: float | None) -> float | None:
 
 
 CertTypes = str | tuple[str, str] | tuple[str, str, str]
+Outcome = httpx.Response | BaseException
 PrioritiesTypes = PriorityPolicy | Mapping[str, int] | Classifier | None
 
 
@@ -493,13 +494,21 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
 
     def _work(self) -> None:
         core, cond = self._core, self._cond
+        virtual = self.clock.virtual
+        # On the real clock, a worker reports an attempt's outcome and takes its next
+        # action under one hold of the lock (one acquisition per SR, not three).
+        report: tuple[_Entry[concurrent.futures.Future[httpx.Response]], Outcome] | None = None
         while True:
             with cond:
+                if report is not None:
+                    core.attempt_finished(*report)
+                    report = None
                 while True:
                     action = core.next_action()
                     settled, events = core.take_outbox()
                     if isinstance(action, Dispatch):
-                        self._busy += 1
+                        if virtual:
+                            self._busy += 1
                         if core.has_work_for_another():
                             cond.notify()  # another worker may take the next SR
                         break
@@ -512,7 +521,10 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             if settled or events:
                 self._deliver(settled, events)
             if isinstance(action, Dispatch):
-                self._attempt(action.entry)
+                if virtual:
+                    self._attempt(action.entry)
+                else:
+                    report = (action.entry, self._send(action.entry))
             elif isinstance(action, Finished):
                 return
 
@@ -529,14 +541,17 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         timeout = None if until is None else max(0.0, until - self.clock.monotonic())
         self._cond.wait(timeout)
 
-    def _attempt(self, entry: _Entry[concurrent.futures.Future[httpx.Response]]) -> None:
-        outcome: httpx.Response | BaseException
+    def _send(self, entry: _Entry[concurrent.futures.Future[httpx.Response]]) -> Outcome:
         try:
-            outcome = self._http.post(
+            return self._http.post(
                 entry.sr.path, content=entry.sr.body, headers=self._request_headers(entry)
             )
         except Exception as exc:
-            outcome = exc
+            return exc
+
+    def _attempt(self, entry: _Entry[concurrent.futures.Future[httpx.Response]]) -> None:
+        """On a virtual clock: send and report, then let time move (``_busy``)."""
+        outcome = self._send(entry)
         try:
             with self._cond:
                 self._core.attempt_finished(entry, outcome)
@@ -545,8 +560,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         finally:
             with self._cond:
                 self._busy -= 1
-                if self.clock.virtual:
-                    self._cond.notify_all()
+                self._cond.notify_all()
 
 
 class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):

@@ -253,7 +253,9 @@ def test_a_plain_503_with_retry_after_is_a_refusal(
     gateway = mock_gateway(
         lambda n, _: httpx.Response(503, headers={"Retry-After": "2"}) if n == 0 else ok(n, _)
     )
-    client = make_client(transport=gateway.transport, clock=clock, duis_version="3.0")
+    client = make_client(
+        transport=gateway.transport, clock=clock, duis_version="3.0", max_in_flight=1
+    )
     first = client.submit(sr("2.2"))
     rest = client.submit_many([sr("4.8.1") for _ in range(3)])
     assert first.result(timeout=60).status_code == 200
