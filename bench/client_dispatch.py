@@ -1,44 +1,65 @@
-"""The client: dispatch rate, and how long a top-up queues behind 100,000 bulk reads.
+"""The client: dispatch rate over real HTTP, and how long a top-up queues behind bulk reads.
 
-Both clients (``ServiceRequestClient`` on threads, ``AsyncServiceRequestClient`` on
-asyncio) send through an in-process ``httpx.MockTransport``, so what is measured is
-the client's own machinery (queue, priorities, dispatch, settlement), not a network.
+* ``dispatch``: SRs settled per second by each client over real HTTP/1.1 to an instant
+  local server (the bare ASGI app under uvicorn, in a process of its own), with 8 in
+  flight (the default), against raw httpx doing the same POSTs with the same transport
+  and concurrency (8 threads sharing one ``httpx.Client``; 8 coroutines sharing one
+  ``httpx.AsyncClient``). The four variants run in interleaved rounds and the figures
+  are medians over rounds; the ratio is the median of each round's ratio, so a loaded
+  machine shifts both sides alike. Also: the time to ``submit`` one SR.
+* ``top-up``: the client's own machinery (queue, priorities, settlement) through an
+  in-process ``httpx.MockTransport`` whose gateway takes ``--service-ms`` per request;
+  100,000 bulk reads (variant 4.8.1, the lowest class) are queued, then a prepayment
+  top-up (2.2, the highest) is submitted every 50 ms while the queue is still deep. Each
+  top-up's latency from ``submit`` to its response, against what a FIFO queue would
+  make it wait (the depth ahead of it over the dispatch rate).
 
-* ``dispatch``: SRs settled per second with a gateway that answers at once, with 8 in
-  flight (the default); the time to ``submit`` one SR.
-* ``top-up``: a gateway that takes ``--service-ms`` per request (8 in flight: 8 / that
-  many SR/s); 100,000 bulk reads (variant 4.8.1, the lowest class) are queued, then a
-  prepayment top-up (2.2, the highest) is submitted every 50 ms while the queue is
-  still deep. Each top-up's latency from ``submit`` to its response, against what a
-  FIFO queue would make it wait (the depth ahead of it over the dispatch rate).
-
-Usage: ``python bench/client_dispatch.py [--quick] [--bulk N] [--service-ms MS]``.
+Usage: ``python bench/client_dispatch.py [--quick] [--srs N] [--rounds R] [--bulk N]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from bench._common import base_parser, header, machine, table, write_json
+from bench._common import (
+    base_parser,
+    free_port,
+    header,
+    interleaved,
+    machine,
+    median,
+    ratio_median,
+    table,
+    write_json,
+)
 from srtm.client import AsyncServiceRequestClient, ServiceRequest, ServiceRequestClient
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 USER = "90-B3-D5-1F-30-01-00-00"
 BULK, TOP_UP = "4.8.1", "2.2"  # Read Active Import Profile Data; Top Up Device
+IN_FLIGHT = 8
+BODY = b"<Read/>"
 
 
 def bulk_reads(n: int) -> list[ServiceRequest]:
-    return [ServiceRequest(variant=BULK, body=b"<Read/>", path="/sr") for _ in range(n)]
+    return [ServiceRequest(variant=BULK, body=BODY, path="/sr") for _ in range(n)]
 
 
 def sync_transport(service: float) -> httpx.MockTransport:
@@ -63,35 +84,170 @@ def client_options() -> dict[str, Any]:
     return {"base_url": "http://gateway.test", "user_id": USER, "follow_rate_limit": False}
 
 
-# -- dispatch rate --------------------------------------------------------------------------
+# -- dispatch rate over real HTTP ----------------------------------------------------------
 
 
-def dispatch_sync(n: int) -> dict[str, float]:
-    srs = bulk_reads(n)
-    with ServiceRequestClient(**client_options(), transport=sync_transport(0.0)) as client:
+@contextlib.contextmanager
+def instant_server() -> Iterator[str]:
+    """The bare ASGI app under uvicorn in a process of its own; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench._serve", "--app", "bare", "--port", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(url + "/sr", content=BODY).raise_for_status()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the instant server did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def limits() -> httpx.Limits:
+    return httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+
+
+class Dispatch:
+    """The four variants, each keeping its client (and its connections) across rounds."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.raw_sync = httpx.Client(base_url=url, limits=limits())
+        self.srtm_sync = ServiceRequestClient(
+            base_url=url, user_id=USER, max_in_flight=IN_FLIGHT, follow_rate_limit=False
+        )
+
+        async def make() -> tuple[httpx.AsyncClient, AsyncServiceRequestClient]:
+            return (
+                httpx.AsyncClient(base_url=url, limits=limits()),
+                AsyncServiceRequestClient(
+                    base_url=url, user_id=USER, max_in_flight=IN_FLIGHT, follow_rate_limit=False
+                ),
+            )
+
+        self.raw_async, self.srtm_async = self.loop.run_until_complete(make())
+        self.submit_us: dict[str, list[float]] = {"sync": [], "async": []}
+
+    def close(self) -> None:
+        self.raw_sync.close()
+        self.srtm_sync.close()
+
+        async def close() -> None:
+            await self.raw_async.aclose()
+            await self.srtm_async.aclose()
+
+        self.loop.run_until_complete(close())
+        self.loop.close()
+
+    def variants(self) -> dict[str, Callable[[int], float]]:
+        return {
+            "httpx sync": self.httpx_sync,
+            "srtm sync": self.client_sync,
+            "httpx async": self.httpx_async,
+            "srtm async": self.client_async,
+        }
+
+    def httpx_sync(self, n: int) -> float:
+        counter = iter(range(n))
+        lock = threading.Lock()
+        headers = {"content-type": "application/xml", "x-service-user-id": USER}
+
+        def work() -> None:
+            while True:
+                with lock:
+                    if next(counter, None) is None:
+                        return
+                self.raw_sync.post("/sr", content=BODY, headers=headers).raise_for_status()
+
+        threads = [threading.Thread(target=work) for _ in range(IN_FLIGHT)]
         start = time.perf_counter()
-        futures = [client.submit(sr) for sr in srs]
-        submitted = time.perf_counter()
-        for f in futures:
-            f.result(timeout=120)
-        done = time.perf_counter()
-    return {"settled_per_s": n / (done - start), "submit_us": (submitted - start) / n * 1e6}
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - start
 
-
-def dispatch_async(n: int) -> dict[str, float]:
-    async def run() -> dict[str, float]:
+    def client_sync(self, n: int) -> float:
         srs = bulk_reads(n)
-        async with AsyncServiceRequestClient(
-            **client_options(), transport=async_transport(0.0)
-        ) as client:
-            start = time.perf_counter()
-            futures = [client.submit(sr) for sr in srs]
-            submitted = time.perf_counter()
-            await asyncio.gather(*futures)
-            done = time.perf_counter()
-        return {"settled_per_s": n / (done - start), "submit_us": (submitted - start) / n * 1e6}
+        start = time.perf_counter()
+        futures = [self.srtm_sync.submit(sr) for sr in srs]
+        submitted = time.perf_counter()
+        concurrent.futures.wait(futures, timeout=300)  # one wake-up, not one per SR
+        done = time.perf_counter()
+        for future in futures:
+            future.result(timeout=0).raise_for_status()
+        self.submit_us["sync"].append((submitted - start) / n * 1e6)
+        return done - start
 
-    return asyncio.run(run())
+    def httpx_async(self, n: int) -> float:
+        headers = {"content-type": "application/xml", "x-service-user-id": USER}
+
+        async def run() -> float:
+            counter = iter(range(n))
+
+            async def work() -> None:
+                for _ in counter:
+                    response = await self.raw_async.post("/sr", content=BODY, headers=headers)
+                    response.raise_for_status()
+
+            start = time.perf_counter()
+            await asyncio.gather(*(work() for _ in range(IN_FLIGHT)))
+            return time.perf_counter() - start
+
+        return self.loop.run_until_complete(run())
+
+    def client_async(self, n: int) -> float:
+        srs = bulk_reads(n)
+
+        async def run() -> float:
+            start = time.perf_counter()
+            futures = [self.srtm_async.submit(sr) for sr in srs]
+            submitted = time.perf_counter()
+            for response in await asyncio.gather(*futures):
+                response.raise_for_status()
+            done = time.perf_counter()
+            self.submit_us["async"].append((submitted - start) / n * 1e6)
+            return done - start
+
+        return self.loop.run_until_complete(run())
+
+
+def dispatch(n: int, rounds: int) -> dict[str, Any]:
+    """SRs settled per second by each variant, medians over interleaved rounds."""
+    load_before = os.getloadavg()
+    with instant_server() as url:
+        bench = Dispatch(url)
+        try:
+            samples = interleaved(bench.variants(), n=n, rounds=rounds)
+        finally:
+            bench.close()
+    result: dict[str, Any] = {"srs_per_round": n, "rounds": rounds, "in_flight": IN_FLIGHT}
+    for kind in ("sync", "async"):
+        ours, raw = samples[f"srtm {kind}"], samples[f"httpx {kind}"]
+        result[kind] = {
+            "settled_per_s": round(1 / median(ours)),
+            "raw_httpx_per_s": round(1 / median(raw)),
+            # each round's srtm rate over raw httpx's rate in the same round
+            "ratio_to_raw_httpx": round(ratio_median(raw, ours), 3),
+            "submit_us": round(median(bench.submit_us[kind]), 2),
+            "per_round_per_s": [round(1 / s) for s in ours],
+            "raw_per_round_per_s": [round(1 / s) for s in raw],
+        }
+    result["load_average_before_after"] = [
+        [round(x, 2) for x in load_before],
+        [round(x, 2) for x in os.getloadavg()],
+    ]
+    return result
 
 
 # -- a top-up behind the bulk ---------------------------------------------------------------
@@ -183,60 +339,72 @@ def summarise(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(__doc__ or "")
+    parser.add_argument("--srs", type=int, default=None, help="SRs per dispatch round (5000)")
+    parser.add_argument("--rounds", type=int, default=None, help="dispatch rounds (9)")
     parser.add_argument("--bulk", type=int, default=None, help="bulk reads queued (100000)")
     parser.add_argument("--service-ms", type=float, default=2.0, help="gateway time a request")
+    parser.add_argument("--no-top-up", action="store_true", help="dispatch figures only")
     args = parser.parse_args(argv)
     bulk = args.bulk or (1_000 if args.quick else 100_000)
-    n = 200 if args.quick else 20_000
+    n = args.srs or (200 if args.quick else 5_000)
+    rounds = args.rounds or (2 if args.quick else 9)
     topups = 2 if args.quick else 20
     service = args.service_ms / 1000
     info = machine()
-    header("the client: dispatch rate and a top-up behind the bulk", info)
+    header("the client: dispatch rate over real HTTP, and a top-up behind the bulk", info)
     result: dict[str, Any] = {"machine": info, "service_ms": args.service_ms}
-    result["dispatch"] = {"sync": dispatch_sync(n), "async": dispatch_async(n), "srs": n}
-    print(
-        table(
-            [
-                [kind, f"{f['settled_per_s']:.0f}", f"{f['submit_us']:.1f}"]
-                for kind, f in result["dispatch"].items()
-                if isinstance(f, dict)
-            ],
-            ["client", "SRs settled/s (instant gateway)", "submit (us)"],
-        )
-    )
-    result["top_up"] = {
-        "sync": topup_sync(bulk, topups, service),
-        "async": topup_async(bulk, topups, service),
-    }
+    result["dispatch"] = dispatch(n, rounds)
+    d = result["dispatch"]
     print(
         table(
             [
                 [
                     kind,
-                    f"{f['bulk_queued']}",
-                    f"{f['submit_all_s']:.2f}",
-                    f"{statistics.median(f['queue_depth_at_top_ups']):.0f}",
-                    f"{f['dispatch_rate_per_s']:.0f}",
-                    f"{f['top_up_latency_ms']['median']:.2f}",
-                    f"{f['top_up_latency_ms']['p95']:.2f}",
-                    f"{f['top_up_latency_ms']['max']:.2f}",
-                    f"{f['fifo_would_wait_s_median']}",
+                    f"{d[kind]['settled_per_s']}",
+                    f"{d[kind]['raw_httpx_per_s']}",
+                    f"{d[kind]['ratio_to_raw_httpx']:.2f}",
+                    f"{d[kind]['submit_us']:.1f}",
                 ]
-                for kind, f in result["top_up"].items()
+                for kind in ("sync", "async")
             ],
-            [
-                "client",
-                "bulk queued",
-                "queueing them (s)",
-                "depth at top-up",
-                "dispatch/s",
-                "top-up p50 ms",
-                "p95 ms",
-                "max ms",
-                "FIFO would wait (s)",
-            ],
+            ["client", "srtm SR/s", "raw httpx SR/s", "srtm / raw (median)", "submit (us)"],
         )
     )
+    print(f"   load average before, after: {d['load_average_before_after']}")
+    if not args.no_top_up:
+        result["top_up"] = {
+            "sync": topup_sync(bulk, topups, service),
+            "async": topup_async(bulk, topups, service),
+        }
+        print(
+            table(
+                [
+                    [
+                        kind,
+                        f"{f['bulk_queued']}",
+                        f"{f['submit_all_s']:.2f}",
+                        f"{statistics.median(f['queue_depth_at_top_ups']):.0f}",
+                        f"{f['dispatch_rate_per_s']:.0f}",
+                        f"{f['top_up_latency_ms']['median']:.2f}",
+                        f"{f['top_up_latency_ms']['p95']:.2f}",
+                        f"{f['top_up_latency_ms']['max']:.2f}",
+                        f"{f['fifo_would_wait_s_median']}",
+                    ]
+                    for kind, f in result["top_up"].items()
+                ],
+                [
+                    "client",
+                    "bulk queued",
+                    "queueing them (s)",
+                    "depth at top-up",
+                    "dispatch/s",
+                    "top-up p50 ms",
+                    "p95 ms",
+                    "max ms",
+                    "FIFO would wait (s)",
+                ],
+            )
+        )
     path = write_json("client_dispatch", result, args.out)
     print(f"\nwrote {path}")
     return result

@@ -2,9 +2,10 @@
 
 A Supplier's back end queues Service Requests here. The client sends them in priority
 order (prepayment top-ups first, bulk reads last, with aging so nothing starves), paces
-itself from the gateway's RateLimit fields, pauses the whole User when the gateway says
-429/503 with ``Retry-After``, retries only what the gateway provably did not process, and
-resolves every SR's handle: with the final response, an error, or a cancellation.
+itself from the gateway's RateLimit fields, pauses the whole User when the gateway refuses
+(429, or 503 with ``Retry-After``: what the real DCC gateway sends; see ``RefusalRule``),
+retries only what the gateway provably did not process, and resolves every SR's handle:
+with the final response, an error, or a cancellation, at exit too.
 
     from srtm.client import ServiceRequest, ServiceRequestClient
 
@@ -34,7 +35,8 @@ from srtm.client._events import (
     WaitStats,
 )
 from srtm.client._priorities import DEFAULT_CLASSES, Priority, PriorityPolicy, default_priority
-from srtm.client._ratelimit import RateLimitInfo, parse_ratelimit
+from srtm.client._ratelimit import RateLimitInfo, RateLimitPolicy, parse_ratelimit
+from srtm.client._refusal import RefusalRule
 from srtm.client._request import ServiceRequest
 from srtm.client._retry import RetryAfterWait, RetryPolicy, WaitDecision, parse_retry_after
 
@@ -53,6 +55,8 @@ __all__ = [
     "Priority",
     "PriorityPolicy",
     "RateLimitInfo",
+    "RateLimitPolicy",
+    "RefusalRule",
     "RetryAfterTooLongError",
     "RetryAfterWait",
     "RetryBudgetExhaustedError",

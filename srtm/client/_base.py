@@ -52,6 +52,7 @@ from srtm.client._events import (
 from srtm.client._pacing import Pacer
 from srtm.client._queue import SRQueue
 from srtm.client._ratelimit import parse_ratelimit
+from srtm.client._refusal import RefusalRule
 from srtm.client._request import ServiceRequest
 from srtm.client._retry import RetryBudget, RetryPolicy, WaitDecision
 
@@ -76,7 +77,7 @@ class Kind(enum.Enum):
     """What an attempt's outcome means for retrying."""
 
     FINAL = "final"  # an answer: hand it to the caller
-    REFUSED = "refused"  # 429, or 503 from the traffic manager: not processed, pause the User
+    REFUSED = "refused"  # 429, 503 with Retry-After or srtm's marker: pause the User
     UNREACHED = "unreached"  # the gateway was never reached: not processed, pause the User
     AMBIGUOUS = "ambiguous"  # may have been processed: retry only if safe to repeat
     FATAL = "fatal"  # the request could not be made: hand the error to the caller
@@ -88,18 +89,14 @@ _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _AMBIGUOUS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
-def classify(outcome: httpx.Response | BaseException) -> Kind:
+_VERDICTS = {"refused": Kind.REFUSED, "ambiguous": Kind.AMBIGUOUS, "final": Kind.FINAL}
+_DEFAULT_RULE = RefusalRule()
+
+
+def classify(outcome: httpx.Response | BaseException, rule: RefusalRule = _DEFAULT_RULE) -> Kind:
     """Whether an outcome was provably not processed, final, or ambiguous."""
     if isinstance(outcome, httpx.Response):
-        status = outcome.status_code
-        if status == 429:
-            return Kind.REFUSED
-        if status == 503:
-            # Only the traffic manager's own 503 proves the SR was not processed.
-            return Kind.REFUSED if REFUSED_HEADER in outcome.headers else Kind.AMBIGUOUS
-        if status in (500, 502, 504):
-            return Kind.AMBIGUOUS
-        return Kind.FINAL
+        return _VERDICTS[rule.verdict(outcome)]
     if isinstance(outcome, _UNSENT):
         return Kind.UNREACHED
     if isinstance(outcome, OutcomeUnknownError):
@@ -174,6 +171,7 @@ class _Entry(Generic[H]):
         "handle",
         "key",
         "last_response",
+        "maybe_processed",
         "qtoken",
         "sr",
         "state",
@@ -204,7 +202,12 @@ class _Entry(Generic[H]):
         self.attempts = 0
         self.first_sent_at: float | None = None
         self.last_response: httpx.Response | None = None
-        self.state: _CallState  # set by the core right after construction
+        # An attempt got no clear answer (a timeout after sending, a dropped connection,
+        # a 5xx): the gateway may have processed the SR, so it is never "unsent" again.
+        self.maybe_processed = False
+        # tenacity's state, made on the first outcome that might be retried: most SRs
+        # get their answer at once and never need one.
+        self.state: _CallState | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -318,6 +321,8 @@ class ClientCore(Generic[H]):
         self._cancelling = False
         self._aborted: BaseException | None = None
         self.handed_back: list[ServiceRequest] = []
+        #: SRs that ended sent but unanswered (``OutcomeUnknownError``): never handed back.
+        self.outcome_unknown: list[ServiceRequest] = []
         self._settled: list[Settlement[H]] = []
         self._events: list[ClientEvent] = []
         self._counts = dict.fromkeys(
@@ -329,6 +334,7 @@ class ClientCore(Generic[H]):
                 "cancelled",
                 "retries",
                 "throttle_pauses",
+                "outcome_unknown",
             ),
             0,
         )
@@ -339,6 +345,10 @@ class ClientCore(Generic[H]):
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def has_work_for_another(self) -> bool:
+        """Whether another worker could find an SR to send (a hint, to wake one)."""
+        return self._in_flight < self.max_in_flight and len(self._queue) > 0
 
     @property
     def closing(self) -> bool:
@@ -396,7 +406,6 @@ class ClientCore(Generic[H]):
             submitted_at=now,
             deadline_at=None if deadline is None else now + deadline,
         )
-        entry.state = _CallState(self._decider, entry)
         self._queue.push(entry)
         if entry.deadline_at is not None:
             heapq.heappush(self._deadlines, (entry.deadline_at, seq, entry))
@@ -492,19 +501,39 @@ class ClientCore(Generic[H]):
         """Take in what one attempt produced (a response, or the exception it raised)."""
         now = self.clock.monotonic()
         self._release(entry)
-        state = entry.state
-        state.now = now
         if isinstance(outcome, httpx.Response):
             entry.last_response = outcome
-            self.pacer.observe(parse_ratelimit(outcome.headers), now)
+            if self.pacer.follow_gateway:
+                self.pacer.observe(parse_ratelimit(outcome.headers, now=self.clock.time()), now)
+        elif isinstance(outcome, _AMBIGUOUS) and not isinstance(outcome, _UNSENT):
+            unknown = OutcomeUnknownError(entry.sr, entry.attempts, type(outcome).__name__)
+            unknown.__cause__ = outcome
+            outcome = unknown
+        kind = classify(outcome, self.retry.refusal)
+        if kind is Kind.AMBIGUOUS:
+            entry.maybe_processed = True
+        if not (
+            kind is Kind.REFUSED
+            or kind is Kind.UNREACHED
+            or (kind is Kind.AMBIGUOUS and entry.sr.safe_to_repeat)
+        ):
+            # Not to be retried (what _RetryIfUnprocessed would say): the outcome is the
+            # caller's, without driving tenacity for it (most SRs end here).
+            if isinstance(outcome, httpx.Response):
+                self._finish(entry, "response", outcome)
+            else:
+                self._finish(entry, "error", outcome)
+            return
+        state = entry.state
+        if state is None:
+            state = entry.state = _CallState(self._decider, entry)
+            state.attempt_number = entry.attempts
+        state.now = now
+        if isinstance(outcome, httpx.Response):
             state.set_result(outcome)
         else:
-            if isinstance(outcome, _AMBIGUOUS) and not isinstance(outcome, _UNSENT):
-                unknown = OutcomeUnknownError(entry.sr, entry.attempts, type(outcome).__name__)
-                unknown.__cause__ = outcome
-                outcome = unknown
             state.set_exception((type(outcome), outcome, outcome.__traceback__))
-        state.kind = classify(outcome)
+        state.kind = kind
         state.decision = None
         state.stop_reason = None
         try:
@@ -547,9 +576,16 @@ class ClientCore(Generic[H]):
         )
 
     def attempt_cancelled(self, entry: _Entry[H]) -> None:
-        """The attempt was cancelled (task cancellation): never retried, reported as such."""
+        """The attempt was cancelled in flight (the event loop is going away).
+
+        The request may already have reached the gateway: never retried, and never
+        reported as unsent; its caller gets an ``OutcomeUnknownError``.
+        """
         self._release(entry)
-        self._finish(entry, "cancelled", None)
+        entry.maybe_processed = True
+        self._finish(
+            entry, "error", OutcomeUnknownError(entry.sr, entry.attempts, "cancelled in flight")
+        )
 
     def _release(self, entry: _Entry[H]) -> None:
         if entry.status is _State.IN_FLIGHT:
@@ -647,6 +683,20 @@ class ClientCore(Generic[H]):
             return
         entry.status = _State.DONE
         now = self.clock.monotonic()
+        if entry.maybe_processed and (outcome == "cancelled" or isinstance(value, GaveUpError)):
+            # Sent once with no clear answer: whatever stops it now, it may have been
+            # processed. Not "unsent", not "not processed": its outcome is unknown.
+            reason = (
+                "cancelled before it was resent"
+                if outcome == "cancelled"
+                else f"{type(value).__name__} before it was resent"
+            )
+            unknown = OutcomeUnknownError(entry.sr, entry.attempts, reason)
+            unknown.__cause__ = value if isinstance(value, BaseException) else None
+            outcome, value = "error", unknown
+        if isinstance(value, OutcomeUnknownError):
+            self.outcome_unknown.append(entry.sr)
+            self._counts["outcome_unknown"] += 1
         if outcome == "response":
             self._counts["responses"] += 1
         elif outcome == "error":

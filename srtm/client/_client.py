@@ -10,23 +10,30 @@ the core.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import collections
 import concurrent.futures
 import logging
+import math
 import os
 import ssl
 import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 import httpx
 
-from srtm.client._base import ClientCore, Dispatch, Finished, Settlement, Wait, _Entry
+from srtm.client._base import ClientCore, Dispatch, Finished, Settlement, _Entry
 from srtm.client._clock import Clock, SystemClock
 from srtm.client._priorities import Classifier, PriorityPolicy
 from srtm.client._retry import RetryPolicy
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import AsyncGenerator
     from types import TracebackType
 
     from srtm.client._events import ClientEvent, ClientStats
@@ -41,7 +48,78 @@ H = TypeVar("H")
 #: Set while a thread resolves handles or runs hooks: close() from there would deadlock.
 _delivering = threading.local()
 
+#: How long an unclosed client drains its queue at exit (or when its event loop shuts
+#: down) before cancelling the rest, by default: long enough for a normal queue.
+DEFAULT_EXIT_TIMEOUT = 60.0
+#: At exit, after the drain: how long SRs already in flight may take to be answered.
+_IN_FLIGHT_AT_EXIT = 30.0
+
+
+class _OpenClients:
+    """The sync clients still open, drained by one ``atexit`` hook (weakly held)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: weakref.WeakSet[ServiceRequestClient] = weakref.WeakSet()
+        # atexit hooks run after the main thread ends and non-daemon threads are joined,
+        # and before daemon threads (the client's workers) stop: they can still send.
+        atexit.register(self.drain)
+
+    def add(self, client: ServiceRequestClient) -> None:
+        with self._lock:
+            self._clients.add(client)
+
+    def discard(self, client: ServiceRequestClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def drain(self) -> None:
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            try:
+                client._exit()
+            except Exception:  # one client's failure must not strand the others' SRs
+                logger.exception("srtm.client: draining a client at exit failed")
+
+
+_at_exit = _OpenClients()
+
+
+def _join(threads: list[threading.Thread], timeout: float | None) -> bool:
+    """Join every thread within ``timeout`` seconds in all; True if they all ended."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
+
+
+def _report_unknown(unknown: list[ServiceRequest]) -> None:
+    """close() says how many SRs ended sent but unanswered, and which."""
+    if unknown:
+        logger.warning(
+            "srtm.client: %d SR(s) were sent and never clearly answered (outcome unknown: "
+            "not handed back as unsent; find out before resending): %s",
+            len(unknown),
+            ", ".join(sr.request_id for sr in unknown[:20])
+            + (", ..." if len(unknown) > 20 else ""),
+        )
+
+
+def _check_exit_timeout(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise ValueError(f"exit_timeout: must be zero or more seconds, or None, got {value!r}")
+    return float(value)
+
+
 CertTypes = str | tuple[str, str] | tuple[str, str, str]
+Outcome = httpx.Response | BaseException
 PrioritiesTypes = PriorityPolicy | Mapping[str, int] | Classifier | None
 
 
@@ -84,9 +162,11 @@ class BaseClient(Generic[H]):
         retry: RetryPolicy,
         headers: Mapping[str, str] | None,
         on_event: Callable[[ClientEvent], None] | None,
+        exit_timeout: float | None,
         clock: Clock | None,
         rng: random.Random | Callable[[], float] | None,
     ) -> None:
+        self.exit_timeout = _check_exit_timeout(exit_timeout)
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"user_id: must be a non-empty string, got {user_id!r}")
         if not isinstance(duis_version, str) or not duis_version.strip():
@@ -157,7 +237,9 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     the gateway's final response (an ``httpx.Response``), an exception, or a
     cancellation; ``send(sr)`` submits and waits. Close it (or use ``with``): closing
     drains the queue by default, or with ``cancel=True`` cancels what was not sent and
-    returns those SRs.
+    returns those SRs. A client still open when the interpreter exits drains its queue
+    then, for at most ``exit_timeout`` seconds; what is left after that is cancelled and
+    counted in a WARNING, never dropped silently.
 
     Configuration is keyword-only: ``base_url``, the User's ``user_id`` and
     ``duis_version`` (sent as ``X-Service-User-ID`` and ``X-DUIS-Version``), TLS
@@ -165,8 +247,8 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     mapping or function for its order), ``max_in_flight``, pacing (``rate``: the User's
     allocation in SR/s if known; ``follow_rate_limit``: read the gateway's RateLimit
     fields; ``pace_factor``: the share of that rate to use), ``retry`` (a
-    ``RetryPolicy``), ``on_event`` (a hook), and for tests ``clock``, ``rng`` and
-    ``transport``.
+    ``RetryPolicy``, which holds the ``RefusalRule``), ``on_event`` (a hook),
+    ``exit_timeout``, and for tests ``clock``, ``rng`` and ``transport``.
     """
 
     def __init__(
@@ -186,6 +268,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         on_event: Callable[[ClientEvent], None] | None = None,
+        exit_timeout: float | None = DEFAULT_EXIT_TIMEOUT,
         clock: Clock | None = None,
         rng: random.Random | Callable[[], float] | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -202,6 +285,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             retry=retry if retry is not None else RetryPolicy(),
             headers=headers,
             on_event=on_event,
+            exit_timeout=exit_timeout,
             clock=clock,
             rng=rng,
         )
@@ -216,12 +300,10 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             transport=transport,
         )
         self._cond = threading.Condition(threading.RLock())
-        self._busy = 0  # sends dispatched and not yet fully reported
-        self._dispatcher: threading.Thread | None = None
-        self._workers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_in_flight, thread_name_prefix="srtm-client-send"
-        )
+        self._busy = 0  # sends taken by a worker and not yet fully reported
+        self._workers: list[threading.Thread] = []
         self._closed = False
+        _at_exit.add(self)
 
     # -- the public API -----------------------------------------------------------------
 
@@ -230,13 +312,10 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         future: concurrent.futures.Future[httpx.Response] = concurrent.futures.Future()
         with self._cond:
             entry = self._core.submit(sr, future)
-            if self._dispatcher is None:
-                self._dispatcher = threading.Thread(
-                    target=self._run, name="srtm-client-dispatch", daemon=True
-                )
-                self._dispatcher.start()
-            self._cond.notify_all()
-        future.add_done_callback(lambda f: self._on_done(entry, f))
+            if not self._workers:
+                self._start_workers()
+            self._cond.notify()
+        future.add_done_callback(partial(self._on_done, entry))
         return future
 
     def send(self, sr: ServiceRequest, *, timeout: float | None = None) -> httpx.Response:
@@ -258,6 +337,16 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         with self._cond:
             return self._core.stats()
 
+    @property
+    def outcome_unknown(self) -> list[ServiceRequest]:
+        """SRs that were sent and never clearly answered (ended in ``OutcomeUnknownError``).
+
+        The gateway may have processed them: they are never among the SRs ``close()``
+        hands back as unsent. Find out (from the DSP's responses) before resending one.
+        """
+        with self._cond:
+            return list(self._core.outcome_unknown)
+
     def close(
         self, *, cancel: bool = False, drain_timeout: float | None = None
     ) -> list[ServiceRequest]:
@@ -266,27 +355,64 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         Drains by default: every queued SR is sent (throttling still honoured) and every
         handle resolved. With ``cancel=True``, or once ``drain_timeout`` seconds of draining
         have passed, SRs not yet sent (or waiting to be resent) are cancelled; SRs in
-        flight still complete. Returns the cancelled SRs, in queue order.
+        flight still complete. Returns the cancelled SRs, in queue order: never one that
+        was sent without a clear answer (those end in ``OutcomeUnknownError``, are listed
+        by ``outcome_unknown`` and counted in a WARNING here).
         """
         if getattr(_delivering, "active", False):
             raise RuntimeError("close() from an on_event hook would wait for itself")
+        self._shutdown(cancel=cancel, drain_timeout=drain_timeout)
+        return list(self._core.handed_back)
+
+    def _shutdown(
+        self, *, cancel: bool, drain_timeout: float | None, at_exit: bool = False
+    ) -> None:
         with self._cond:
             if self._closed:
-                return list(self._core.handed_back)
+                return
             self._closed = True
             self._core.close(cancel=cancel)
             self._cond.notify_all()
-            dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.join(drain_timeout)
-            if dispatcher.is_alive():
+            workers = list(self._workers)
+        if not _join(workers, drain_timeout):
+            with self._cond:
+                before = len(self._core.handed_back)
+                self._core.cancel_pending()
+                cancelled = len(self._core.handed_back) - before
+                self._cond.notify_all()
+            if at_exit and cancelled:
+                logger.warning(
+                    "srtm.client: the interpreter is exiting and the exit timeout (%.0fs) "
+                    "has passed: %d SR(s) not sent were cancelled (futures cancelled)",
+                    drain_timeout,
+                    cancelled,
+                )
+            if not _join(workers, _IN_FLIGHT_AT_EXIT if at_exit else None):
                 with self._cond:
-                    self._core.cancel_pending()
-                    self._cond.notify_all()
-                dispatcher.join()
-        self._workers.shutdown(wait=True)
+                    left = self._core.in_flight
+                logger.warning(
+                    "srtm.client: exiting with %d SR(s) still in flight: their outcome is unknown",
+                    left,
+                )
+                return
         self._http.close()
-        return list(self._core.handed_back)
+        _at_exit.discard(self)
+        _report_unknown(self.outcome_unknown)
+
+    def _exit(self) -> None:
+        """At interpreter exit: drain what an unclosed client still holds."""
+        with self._cond:
+            if self._closed:
+                return
+            pending = sum(self._core.stats().queued.values()) + self._core.in_flight
+        if pending:
+            logger.info(
+                "srtm.client: the interpreter is exiting with the client open: draining "
+                "%d SR(s) (at most %ss; close() the client to choose)",
+                pending,
+                self.exit_timeout,
+            )
+        self._shutdown(cancel=False, drain_timeout=self.exit_timeout, at_exit=True)
 
     def __enter__(self) -> Self:
         return self
@@ -342,31 +468,63 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
                 self._cond.notify_all()
             self._deliver(settled, events)
 
-    # -- the dispatcher and the workers -------------------------------------------------
+    # -- the workers --------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        """Start ``max_in_flight`` workers; each asks the core for work and sends it.
+
+        Daemon threads, so an unclosed client never keeps the interpreter alive; the exit
+        hook drains it instead (concurrent.futures' pool refuses work once exit begins).
+        """
+        for i in range(self._core.max_in_flight):
+            worker = threading.Thread(target=self._run, name=f"srtm-client-send-{i}", daemon=True)
+            self._workers.append(worker)
+            worker.start()
 
     def _run(self) -> None:
         try:
-            self._dispatch()
+            self._work()
         except Exception as exc:  # a bug must not strand the callers' handles
             logger.exception("srtm.client dispatcher failed; failing every pending SR")
             with self._cond:
                 self._core.abort(exc)
                 settled, events = self._core.take_outbox()
+                self._cond.notify_all()
             self._deliver(settled, events)
 
-    def _dispatch(self) -> None:
+    def _work(self) -> None:
+        core, cond = self._core, self._cond
+        virtual = self.clock.virtual
+        # On the real clock, a worker reports an attempt's outcome and takes its next
+        # action under one hold of the lock (one acquisition per SR, not three).
+        report: tuple[_Entry[concurrent.futures.Future[httpx.Response]], Outcome] | None = None
         while True:
-            with self._cond:
-                action = self._core.next_action()
-                settled, events = self._core.take_outbox()
-                if isinstance(action, Wait) and not settled and not events:
+            with cond:
+                if report is not None:
+                    core.attempt_finished(*report)
+                    report = None
+                while True:
+                    action = core.next_action()
+                    settled, events = core.take_outbox()
+                    if isinstance(action, Dispatch):
+                        if virtual:
+                            self._busy += 1
+                        if core.has_work_for_another():
+                            cond.notify()  # another worker may take the next SR
+                        break
+                    if isinstance(action, Finished):
+                        cond.notify_all()
+                        break
+                    if settled or events:
+                        break
                     self._wait(action.until)
-                    continue
-                if isinstance(action, Dispatch):
-                    self._busy += 1
-            self._deliver(settled, events)
+            if settled or events:
+                self._deliver(settled, events)
             if isinstance(action, Dispatch):
-                self._workers.submit(self._attempt, action.entry)
+                if virtual:
+                    self._attempt(action.entry)
+                else:
+                    report = (action.entry, self._send(action.entry))
             elif isinstance(action, Finished):
                 return
 
@@ -383,19 +541,21 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         timeout = None if until is None else max(0.0, until - self.clock.monotonic())
         self._cond.wait(timeout)
 
-    def _attempt(self, entry: _Entry[concurrent.futures.Future[httpx.Response]]) -> None:
-        outcome: httpx.Response | BaseException
+    def _send(self, entry: _Entry[concurrent.futures.Future[httpx.Response]]) -> Outcome:
         try:
-            outcome = self._http.post(
+            return self._http.post(
                 entry.sr.path, content=entry.sr.body, headers=self._request_headers(entry)
             )
         except Exception as exc:
-            outcome = exc
+            return exc
+
+    def _attempt(self, entry: _Entry[concurrent.futures.Future[httpx.Response]]) -> None:
+        """On a virtual clock: send and report, then let time move (``_busy``)."""
+        outcome = self._send(entry)
         try:
             with self._cond:
                 self._core.attempt_finished(entry, outcome)
                 settled, events = self._core.take_outbox()
-                self._cond.notify_all()
             self._deliver(settled, events)
         finally:
             with self._cond:
@@ -410,7 +570,9 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
     ``submit(sr)`` (a plain method, called on the event loop) returns an
     ``asyncio.Future``; ``await send(sr)`` submits and waits; ``await aclose()`` (or
     ``async with``) drains or cancels. Cancelling the future of a queued SR removes it;
-    an SR already sent finishes, but it is never retried once cancelled.
+    an SR already sent finishes, but it is never retried once cancelled. A client still
+    open when its event loop shuts down (``asyncio.run`` returning) drains its queue
+    first, for at most ``exit_timeout`` seconds, then cancels the rest with a WARNING.
     """
 
     def __init__(
@@ -430,6 +592,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         on_event: Callable[[ClientEvent], None] | None = None,
+        exit_timeout: float | None = DEFAULT_EXIT_TIMEOUT,
         clock: Clock | None = None,
         rng: random.Random | Callable[[], float] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -446,6 +609,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             retry=retry if retry is not None else RetryPolicy(),
             headers=headers,
             on_event=on_event,
+            exit_timeout=exit_timeout,
             clock=clock,
             rng=rng,
         )
@@ -459,9 +623,9 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             ),
             transport=transport,
         )
-        self._wake: asyncio.Event | None = None
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._attempts: set[asyncio.Task[None]] = set()
+        self._workers: list[asyncio.Task[None]] = []
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._exit_hook: AsyncGenerator[None, None] | None = None
         self._closed = False
 
     # -- the public API -----------------------------------------------------------------
@@ -471,10 +635,10 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[httpx.Response] = loop.create_future()
         entry = self._core.submit(sr, future)
-        if self._dispatcher is None:
-            self._wake = asyncio.Event()
-            self._dispatcher = loop.create_task(self._run(), name="srtm-client-dispatch")
-        future.add_done_callback(lambda f: self._on_done(entry, f))
+        if not self._workers:
+            self._start_workers(loop)
+            self._hook_loop_shutdown()
+        future.add_done_callback(partial(self._on_done, entry))
         self._notify()
         return future
 
@@ -486,29 +650,43 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         """A snapshot of queue depths, waits, pauses and retries."""
         return self._core.stats()
 
+    @property
+    def outcome_unknown(self) -> list[ServiceRequest]:
+        """SRs sent and never clearly answered; as ``ServiceRequestClient.outcome_unknown``."""
+        return list(self._core.outcome_unknown)
+
     async def aclose(
         self, *, cancel: bool = False, drain_timeout: float | None = None
     ) -> list[ServiceRequest]:
         """Stop accepting SRs and finish: drain the queue, or cancel what was not sent.
 
         As ``ServiceRequestClient.close``: drains by default; ``cancel=True`` (or a
-        ``drain_timeout`` running out) cancels SRs not yet sent and returns them.
+        ``drain_timeout`` running out) cancels SRs not yet sent and returns them; SRs
+        sent without a clear answer are never among them (see ``outcome_unknown``).
         """
         if self._closed:
             return list(self._core.handed_back)
         self._closed = True
         self._core.close(cancel=cancel)
-        self._notify()
-        dispatcher = self._dispatcher
-        if dispatcher is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(dispatcher), drain_timeout)
-            except TimeoutError:
-                self._core.cancel_pending()
-                self._notify()
-                await dispatcher
+        self._notify(everyone=True)
+        if not await self._join(drain_timeout):
+            self._core.cancel_pending()
+            self._deliver(*self._core.take_outbox())
+            self._notify(everyone=True)
+            await self._join(None)
         await self._http.aclose()
+        if self._exit_hook is not None:
+            await self._exit_hook.aclose()
+        _report_unknown(self._core.outcome_unknown)
         return list(self._core.handed_back)
+
+    async def _join(self, within: float | None) -> bool:
+        """Wait for the workers to finish, at most ``within`` s; True if they did."""
+        workers = [w for w in self._workers if not w.done()]
+        if not workers:
+            return True
+        _, pending = await asyncio.wait(workers, timeout=within)
+        return not pending
 
     async def __aenter__(self) -> Self:
         return self
@@ -552,55 +730,121 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             self._deliver(*self._core.take_outbox())
             self._notify()
 
-    def _notify(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+    def _notify(self, *, everyone: bool = False) -> None:
+        """Wake one idle worker (or all of them)."""
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
 
-    # -- the dispatcher and the workers -------------------------------------------------
+    # -- the workers --------------------------------------------------------------------
+
+    def _start_workers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """``max_in_flight`` worker tasks; each asks the core for work and sends it."""
+        self._workers = [
+            loop.create_task(self._run(), name=f"srtm-client-send-{i}")
+            for i in range(self._core.max_in_flight)
+        ]
+
+    def _hook_loop_shutdown(self) -> None:
+        """Be told when the event loop shuts down, after its tasks are cancelled.
+
+        ``asyncio.run`` cancels every task (these workers too, even before they start),
+        then finalises the asynchronous generators still open: this one's ``finally``
+        then drains the queue with fresh workers, for at most ``exit_timeout``.
+        """
+        hook = self._at_loop_shutdown()
+        try:
+            hook.asend(None).send(None)  # run it to its yield: the loop now tracks it
+        except StopIteration:
+            self._exit_hook = hook
+
+    async def _at_loop_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if not self._closed:
+                await self._drain_at_shutdown()
+
+    async def _drain_at_shutdown(self) -> None:
+        self._closed = True
+        self._core.close(cancel=False)
+        pending = sum(self._core.stats().queued.values())
+        if pending:
+            logger.info(
+                "srtm.client: the event loop is shutting down with the client open: "
+                "draining %d SR(s) (at most %ss; aclose() the client to choose)",
+                pending,
+                self.exit_timeout,
+            )
+            self._start_workers(asyncio.get_running_loop())
+        if not await self._join(self.exit_timeout):
+            before = len(self._core.handed_back)
+            self._core.cancel_pending()
+            self._deliver(*self._core.take_outbox())
+            self._notify(everyone=True)
+            logger.warning(
+                "srtm.client: the event loop is shutting down and the exit timeout (%.0fs) "
+                "has passed: %d SR(s) not sent were cancelled (futures cancelled)",
+                self.exit_timeout,
+                len(self._core.handed_back) - before,
+            )
+            if not await self._join(_IN_FLIGHT_AT_EXIT):
+                for worker in self._workers:
+                    worker.cancel()  # what is still in flight ends as outcome unknown
+                await self._join(None)
+        await self._http.aclose()
+        _report_unknown(self._core.outcome_unknown)
 
     async def _run(self) -> None:
         try:
-            await self._dispatch()
-        except asyncio.CancelledError:  # the loop is going away: cancel what is left
-            self._core.cancel_pending()
-            self._deliver(*self._core.take_outbox())
-            raise
+            await self._work()
         except Exception as exc:  # a bug must not strand the callers' handles
             logger.exception("srtm.client dispatcher failed; failing every pending SR")
             self._core.abort(exc)
             self._deliver(*self._core.take_outbox())
+            self._notify(everyone=True)
 
-    async def _dispatch(self) -> None:
-        assert self._wake is not None
-        wake = self._wake
+    async def _work(self) -> None:
+        core = self._core
         while True:
-            wake.clear()
-            action = self._core.next_action()
-            settled, events = self._core.take_outbox()
-            self._deliver(settled, events)
+            action = core.next_action()
+            settled, events = core.take_outbox()
+            if settled or events:
+                self._deliver(settled, events)
             if isinstance(action, Dispatch):
-                task = asyncio.create_task(self._attempt(action.entry))
-                self._attempts.add(task)
-                task.add_done_callback(self._attempts.discard)
+                if core.has_work_for_another():
+                    self._notify()
+                await self._attempt(action.entry)
             elif isinstance(action, Finished):
+                self._notify(everyone=True)
                 return
             elif not settled and not events:
-                await self._wait(wake, action.until)
+                await self._wait(action.until)
 
-    async def _wait(self, wake: asyncio.Event, until: float | None) -> None:
+    async def _wait(self, until: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._idle.append(waiter)
         if self.clock.virtual:
             if until is not None and self._core.in_flight == 0:
                 self.clock.advance_to(until)
+                waiter.cancel()
                 await asyncio.sleep(0)
             else:
-                await wake.wait()
+                await waiter
             return
-        timeout = None if until is None else max(0.0, until - self.clock.monotonic())
+        timer = None
+        if until is not None:
+            timer = loop.call_later(max(0.0, until - self.clock.monotonic()), _wake, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await wake.wait()
-        except TimeoutError:
-            pass
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _attempt(self, entry: _Entry[asyncio.Future[httpx.Response]]) -> None:
         outcome: httpx.Response | BaseException
@@ -611,10 +855,15 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         except asyncio.CancelledError:
             self._core.attempt_cancelled(entry)
             self._deliver(*self._core.take_outbox())
-            self._notify()
             raise
         except Exception as exc:
             outcome = exc
         self._core.attempt_finished(entry, outcome)
-        self._deliver(*self._core.take_outbox())
-        self._notify()
+        settled, events = self._core.take_outbox()
+        if settled or events:
+            self._deliver(settled, events)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -92,6 +92,8 @@ class ClientStats:
     ``queued`` counts waiting SRs per class (ready or awaiting a retry);
     ``awaiting_retry`` those held for a retry; ``throttle_pauses`` how many times the
     User's dispatch was paused (refused by the gateway, or the gateway unreachable);
+    ``outcome_unknown`` how many SRs ended sent but unanswered (``OutcomeUnknownError``,
+    counted in ``errors`` too);
     ``paused_for`` the seconds the pause still has to run; ``pace`` the current pacing
     rate (SR/s, None: unpaced); ``waited`` the queueing time per class.
     """
@@ -106,6 +108,7 @@ class ClientStats:
     cancelled: int
     retries: int
     throttle_pauses: int
+    outcome_unknown: int
     paused_for: float
     pace: float | None
     waited: Mapping[int, WaitStats]

@@ -1,11 +1,13 @@
 """Pacing: space sends so that the gateway rarely has to refuse any.
 
-The rate is the lower of a configured allocation and what the gateway's
-``RateLimit-Policy`` says (quota / window), times ``factor`` (a safety margin: network
-jitter bunches evenly spaced sends). Sends are spaced by the generic cell rate algorithm
-(one theoretical arrival time per lane), and bulk SRs have their own, slower lane at
+The rate is the lower of a configured allocation and what the gateway's short-window
+``RateLimit-Policy`` quotas say (quota / window, the lowest), times ``factor`` (a safety
+margin: network jitter bunches evenly spaced sends). Sends are spaced by the generic cell
+rate algorithm (one theoretical arrival time per lane), and bulk SRs have their own, slower lane at
 ``bulk_share`` of the rate, so urgent SRs always find room. When the gateway's
-``RateLimit`` field says nothing remains in the window, dispatch holds until it resets.
+``RateLimit`` field says nothing remains of a policy's quota, dispatch holds until that
+policy's window resets: so a long-window quota (a daily budget) costs nothing until it
+is spent, and then holds the User until it renews.
 
 Pure: no I/O and no clock of its own; the caller passes ``now``.
 """
@@ -27,8 +29,7 @@ class Pacer:
     __slots__ = (
         "_bulk_tat",
         "_tat",
-        "_window_end",
-        "_window_left",
+        "_windows",
         "bulk_share",
         "configured",
         "factor",
@@ -55,8 +56,8 @@ class Pacer:
         self.gateway: float | None = None
         self._tat = -math.inf
         self._bulk_tat = -math.inf
-        self._window_left: int | None = None
-        self._window_end = -math.inf
+        # Per policy: SRs left in its window, and when the window ends (monotonic).
+        self._windows: dict[str | None, list[float]] = {}
 
     @property
     def rate(self) -> float | None:
@@ -68,20 +69,26 @@ class Pacer:
         """Take in the RateLimit fields of a response."""
         if info is None or not self.follow_gateway:
             return
-        if info.rate is not None and info.rate > 0:
-            self.gateway = info.rate
-        if info.remaining is not None:
-            self._window_left = info.remaining
-            self._window_end = now + (info.reset if info.reset is not None else 1.0)
+        pace = info.pace
+        if pace is not None:
+            self.gateway = pace
+        windows = {
+            p.name: [float(p.remaining), now + (p.reset if p.reset is not None else 1.0)]
+            for p in info.policies
+            if p.remaining is not None
+        }
+        if windows:
+            self._windows = windows
 
     def ready_at(self, now: float, *, bulk: bool) -> float:
         """The earliest time an SR of this kind may go (``<= now``: go now)."""
         at = -math.inf
-        if self._window_left is not None:
-            if now >= self._window_end:
-                self._window_left = None
-            elif self._window_left <= 0:
-                at = self._window_end
+        if self._windows:
+            for name, (left, end) in list(self._windows.items()):
+                if now >= end:
+                    del self._windows[name]
+                elif left <= 0:
+                    at = max(at, end)
         if self.rate is not None:
             at = max(at, self._tat)
             if bulk and self.bulk_share < 1.0:
@@ -90,8 +97,8 @@ class Pacer:
 
     def on_send(self, now: float, *, bulk: bool) -> None:
         """Account for one send at ``now``."""
-        if self._window_left is not None:
-            self._window_left -= 1
+        for window in self._windows.values():
+            window[0] -= 1
         rate = self.rate
         if rate is None:
             return

@@ -8,34 +8,45 @@ The gateway sends the structured-field form of draft-ietf-httpapi-ratelimit-head
 Older drafts are accepted too: the ``RateLimit-Limit`` / ``RateLimit-Remaining`` /
 ``RateLimit-Reset`` triple (with an optional ``10;w=1`` policy in the limit), the
 dictionary form ``RateLimit: limit=10, remaining=3, reset=1`` and a bare
-``RateLimit-Policy: 10;w=1``. Several policies in one field: the most restrictive wins.
-Anything malformed is ignored, never raised: pacing is advice, not a reason to fail an SR.
+``RateLimit-Policy: 10;w=1``; and, when none of those is there, the widespread
+``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` triple (reset in seconds, or an epoch
+time as GitHub sends it). Several policies: each is kept (``RateLimitInfo.policies``);
+the short windows (up to ``SHORT_WINDOW``) set the pace, the most restrictive winning,
+and a long window (a daily quota) is a budget. Anything malformed is ignored, never
+raised: pacing is advice, not a reason to fail an SR.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-__all__ = ["RateLimitInfo", "parse_ratelimit"]
+__all__ = ["SHORT_WINDOW", "RateLimitInfo", "RateLimitPolicy", "parse_ratelimit"]
 
 #: Larger numbers than this are not a rate anyone means; ignore them.
 _MAX_VALUE = 10**9
+#: An ``X-RateLimit-Reset`` at least this large is an epoch time (GitHub's form), not seconds.
+_EPOCH_FROM = 10**9
+
+
+#: Policies with windows up to this long set the pace; longer ones are budgets.
+SHORT_WINDOW = 60.0
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimitInfo:
-    """What the gateway said about the User's quota (each field None if unknown).
+class RateLimitPolicy:
+    """One quota policy the gateway named (each field None if unknown).
 
-    ``quota`` requests per ``window`` seconds; ``remaining`` requests in the current
-    window, which resets in ``reset`` seconds; ``pool`` names the policy.
+    ``quota`` requests per ``window`` seconds; ``remaining`` requests left in the current
+    window, which resets in ``reset`` seconds.
     """
 
-    pool: str | None = None
+    name: str | None = None
     quota: int | None = None
     window: float | None = None
     remaining: int | None = None
@@ -47,6 +58,46 @@ class RateLimitInfo:
         if self.quota is None or not self.window:
             return None
         return self.quota / self.window
+
+    @property
+    def short(self) -> bool:
+        """Whether this policy sets the pace (a window of at most ``SHORT_WINDOW``)."""
+        return self.window is not None and 0 < self.window <= SHORT_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """What the gateway said about the User's quotas (each field None if unknown).
+
+    ``policies`` lists every policy named. The other fields summarise them: ``pool``,
+    ``quota`` and ``window`` are the most restrictive short-window policy (the one that
+    sets the pace; the most restrictive of all when none is short), ``remaining`` and
+    ``reset`` the policy with the least left.
+    """
+
+    pool: str | None = None
+    quota: int | None = None
+    window: float | None = None
+    remaining: int | None = None
+    reset: float | None = None
+    policies: tuple[RateLimitPolicy, ...] = field(default=(), compare=False)
+
+    @property
+    def rate(self) -> float | None:
+        """The summary policy's quota as a rate (SR/s), when quota and window are known."""
+        if self.quota is None or not self.window:
+            return None
+        return self.quota / self.window
+
+    @property
+    def pace(self) -> float | None:
+        """The rate to pace at: the lowest among the short-window policies (SR/s).
+
+        A long window (a daily quota) is a budget, not a pace: spreading it evenly would
+        stall the User; the pacer holds only when its ``remaining`` reaches 0.
+        """
+        rates = [r for p in self.policies if p.short and (r := p.rate) is not None and r > 0]
+        return min(rates) if rates else None
 
 
 def _split(text: str, sep: str) -> Iterator[str]:
@@ -124,17 +175,26 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def parse_ratelimit(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    """The RateLimit fields of a response, or None when there are none worth reading."""
+def parse_ratelimit(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> RateLimitInfo | None:
+    """The RateLimit fields of a response, or None when there are none worth reading.
+
+    ``now`` is the wall time (epoch seconds) an ``X-RateLimit-Reset`` epoch time is
+    measured from (default: ``time.time()``).
+    """
     try:
-        return _parse(headers)
+        return _parse(headers, time.time() if now is None else now)
     except Exception:  # tolerance is the contract: a bad header is ignored, never raised
         return None
 
 
-def _parse(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    policies: dict[str | None, tuple[int, float | None]] = {}
-    limits: dict[str | None, tuple[int, float | None]] = {}
+_Policies = dict[str | None, tuple[int, float | None]]
+
+
+def _parse(headers: Mapping[str, str], now: float) -> RateLimitInfo | None:
+    policies: _Policies = {}
+    limits: _Policies = {}
 
     policy_field = _header(headers, "ratelimit-policy")
     if policy_field:
@@ -168,34 +228,69 @@ def _parse(headers: Mapping[str, str]) -> RateLimitInfo | None:
         limits,
     )
     if not policies and not limits:
+        # The widespread pre-standard triple, read only when nothing standard is there.
+        _triple(
+            _header(headers, "x-ratelimit-limit"),
+            _header(headers, "x-ratelimit-remaining"),
+            _epoch_or_seconds(_header(headers, "x-ratelimit-reset"), now),
+            policies,
+            limits,
+        )
+    if not policies and not limits:
         return None
 
-    # The most restrictive policy: the lowest rate (a policy without a window ranks last).
-    pool: str | None = None
-    quota: int | None = None
-    window: float | None = None
-    if policies:
-        pool, (quota, window) = min(
-            policies.items(),
-            key=lambda kv: kv[1][0] / kv[1][1] if kv[1][1] else math.inf,
+    named = [
+        RateLimitPolicy(
+            name=name,
+            quota=policies[name][0] if name in policies else None,
+            window=policies[name][1] if name in policies else None,
+            remaining=limits[name][0] if name in limits else None,
+            reset=limits[name][1] if name in limits else None,
         )
-    remaining: int | None = None
-    reset: float | None = None
-    if limits:
-        name, (remaining, reset) = min(
-            limits.items(), key=lambda kv: (kv[1][0], -(kv[1][1] or 0.0))
-        )
-        if pool is None:
-            pool = name
-    return RateLimitInfo(pool=pool, quota=quota, window=window, remaining=remaining, reset=reset)
+        for name in [*policies, *(n for n in limits if n not in policies)]
+    ]
+
+    def restrictive(p: RateLimitPolicy) -> float:
+        rate = p.rate
+        return rate if rate is not None else math.inf
+
+    summary: RateLimitPolicy | None = None
+    quoted = [p for p in named if p.quota is not None]
+    if quoted:
+        short = [p for p in quoted if p.short]
+        summary = min(short or quoted, key=restrictive)
+    least: RateLimitPolicy | None = None
+    counted = [p for p in named if p.remaining is not None]
+    if counted:
+        least = min(counted, key=lambda p: (p.remaining, -(p.reset or 0.0)))
+    return RateLimitInfo(
+        pool=summary.name if summary is not None else least.name if least is not None else None,
+        quota=summary.quota if summary is not None else None,
+        window=summary.window if summary is not None else None,
+        remaining=least.remaining if least is not None else None,
+        reset=least.reset if least is not None else None,
+        policies=tuple(named),
+    )
+
+
+def _epoch_or_seconds(text: str | None, now: float) -> str | None:
+    """``X-RateLimit-Reset`` is seconds for some servers, an epoch time for others."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    if stripped.isascii() and stripped.isdigit() and len(stripped) <= 12:
+        value = int(stripped)
+        if value >= _EPOCH_FROM:
+            return f"{max(0.0, value - now):.3f}"
+    return text
 
 
 def _triple(
     limit: str | None,
     remaining: str | None,
     reset: str | None,
-    policies: dict[str | None, tuple[int, float | None]],
-    limits: dict[str | None, tuple[int, float | None]],
+    policies: _Policies,
+    limits: _Policies,
 ) -> None:
     if limit:
         # "10" or, in draft 03, "10, 10;w=1, 1000;w=3600": the limit, then its policies.

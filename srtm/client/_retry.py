@@ -2,12 +2,12 @@
 
 ``RetryAfterWait`` is a tenacity wait strategy that reads the last outcome. When the
 gateway said when to come back (``Retry-After``: delta-seconds or an HTTP-date, parsed
-strictly), that is a floor, and a little jitter goes on top so that thousands of clients
-throttled in the same second do not return in the same second. When it did not say, or
-said something unusable (negative, fractional, garbage), the wait is exponential backoff
-with full jitter, capped. A value above ``cap`` is capped and reported
-(``WaitDecision.capped``): the client never waits a day because a header said so, and it
-never retries that SR early either (it gives up with ``RetryAfterTooLongError``).
+or the lenient decimal and list forms servers send), that is a floor, and a little jitter
+goes on top so that thousands of clients throttled in the same second do not return in
+the same second. When it did not say, or said something unusable (negative, garbage),
+the wait is exponential backoff with full jitter, capped. A value above ``cap`` is capped
+and reported (``WaitDecision.capped``): the client never waits a day because a header
+said so, and it never retries that SR early either (it gives up with ``RetryAfterTooLongError``).
 
 It works with plain tenacity too::
 
@@ -25,12 +25,13 @@ import math
 import random as _random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from tenacity.wait import wait_base
 
 from srtm.client._clock import Clock, SystemClock
+from srtm.client._refusal import RefusalRule
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -49,7 +50,12 @@ __all__ = [
 # Parsing Retry-After (RFC 9110 section 10.2.3): delay-seconds / HTTP-date
 
 _OWS = " \t"
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+#: delay-seconds, or the lenient decimal form (ASCII digits only; no sign, no exponent).
+_DECIMAL = re.compile(r"([0-9]+)(?:\.([0-9]*))?", re.ASCII)
+_DAY_NAME = re.compile(
+    r"Mon|Tue|Wed|Thu|Fri|Sat|Sun|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday",
+    re.ASCII,
+)
 _MONTHS = {
     m: i
     for i, m in enumerate(
@@ -103,25 +109,58 @@ def _year_of(timestamp: float) -> int:
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` value, or None when absent or unusable.
 
-    ``now`` is the wall time (epoch seconds) an HTTP-date is measured from. Only the two
-    forms of RFC 9110 count: delay-seconds (ASCII digits, nothing else: no sign, no
-    fraction) and an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms).
-    A date in the past means 0. A delay too long to be meant comes back as ``math.inf``.
+    ``now`` is the wall time (epoch seconds) an HTTP-date is measured from. The two forms
+    of RFC 9110: delay-seconds (ASCII digits) and an HTTP-date (IMF-fixdate, or the
+    obsolete RFC 850 and asctime forms); a date in the past means 0. And the lenient forms
+    servers really send, each read so that the client never comes back early: a decimal
+    (``1.5`` means at least 1.5 s) and a list (a repeated field, ``2, 3``: the largest of
+    its usable members). Signs, exponents, other digits and garbage are unusable (None):
+    the caller backs off. A delay too long to be meant comes back as ``math.inf``.
     """
     if value is None:
         return None
     text = value.strip(_OWS)
     if not text:
         return None
-    if _DIGITS.fullmatch(text):
-        digits = text.lstrip("0") or "0"
+    single = _parse_one(text, now)
+    if single is not None or "," not in text:
+        return single
+    found = [d for d in (_parse_one(member, now) for member in _members(text)) if d is not None]
+    return max(found) if found else None
+
+
+def _parse_one(text: str, now: float) -> float | None:
+    text = text.strip(_OWS)
+    if m := _DECIMAL.fullmatch(text):
+        whole, fraction = m.groups()
+        digits = whole.lstrip("0") or "0"
         if len(digits) > _MAX_DIGITS:
             return math.inf
-        return float(int(digits))
+        # Nine decimals, rounded up: a floor is never shortened, not even by a nanosecond.
+        nanos = int((fraction or "").ljust(9, "0")[:9])
+        if fraction and fraction[9:].strip("0"):
+            nanos += 1
+        return float(int(digits)) + nanos / 1e9
     when = _parse_http_date(text, now)
     if when is None:
         return None
     return max(0.0, when - now)
+
+
+def _members(text: str) -> list[str]:
+    """Split a list on commas, keeping an HTTP-date's own comma ("Sun, 06 Nov ...")."""
+    parts = text.split(",")
+    members: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i].strip(_OWS)
+        if _DAY_NAME.fullmatch(part) and i + 1 < len(parts):
+            members.append(part + "," + parts[i + 1])
+            i += 2
+        else:
+            members.append(part)
+            i += 1
+    return members
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,7 +356,9 @@ class RetryPolicy:
     gives no usable ``Retry-After`` (or cannot be reached). The budget: each first attempt
     earns ``budget_ratio`` retries, each second ``budget_per_second``, at most
     ``budget_burst`` banked. ``deadline``: a default per-SR deadline (seconds after
-    submission) for SRs that set none; None for no deadline.
+    submission) for SRs that set none; None for no deadline. ``refusal``: which answers
+    mean "not processed, the User must wait" (``RefusalRule``; the default fits the DCC
+    gateway: 429, 503 with ``Retry-After``, 503 with srtm's marker).
     """
 
     max_attempts: int = 20
@@ -330,8 +371,11 @@ class RetryPolicy:
     budget_per_second: float = 10.0
     budget_burst: float = 100.0
     deadline: float | None = None
+    refusal: RefusalRule = field(default_factory=RefusalRule)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.refusal, RefusalRule):
+            raise TypeError(f"refusal: must be a RefusalRule, got {type(self.refusal).__name__}")
         if isinstance(self.max_attempts, bool) or self.max_attempts < 1:
             raise ValueError(f"max_attempts: must be at least 1, got {self.max_attempts!r}")
         for name in ("max_retry_after", "backoff_initial", "backoff_max", "budget_burst"):

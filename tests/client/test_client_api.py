@@ -16,6 +16,8 @@ from srtm.client import (
     AsyncServiceRequestClient,
     ClientError,
     PriorityPolicy,
+    RateLimitPolicy,
+    RefusalRule,
     RetryPolicy,
     ServiceRequest,
     ServiceRequestClient,
@@ -53,7 +55,9 @@ def test_every_client_error_is_an_srtm_error() -> None:
     assert issubclass(ClientError, srtm.SrtmError)
 
 
-@pytest.mark.parametrize("value", [ServiceRequest, RetryPolicy, PriorityPolicy])
+@pytest.mark.parametrize(
+    "value", [ServiceRequest, RetryPolicy, PriorityPolicy, RefusalRule, RateLimitPolicy]
+)
 def test_values_are_frozen_slotted_dataclasses(value: type) -> None:
     assert dataclasses.is_dataclass(value)
     assert "__slots__" in vars(value)

@@ -24,6 +24,7 @@ from srtm.client import (
     ClientEvent,
     DeadlineExceededError,
     OutcomeUnknownError,
+    RefusalRule,
     RetryAfterTooLongError,
     RetryBudgetExhaustedError,
     RetryPolicy,
@@ -142,7 +143,7 @@ def test_retry_after_http_date_is_honoured(
     assert clock.time() - clock.monotonic() + retried_at >= dates[0]  # not before the date
 
 
-@pytest.mark.parametrize("garbage", ["soon", "-5", "2.5", "", "Tomorrow, 25 Dec"])
+@pytest.mark.parametrize("garbage", ["soon", "-5", "+2", "", "Tomorrow, 25 Dec"])
 def test_unusable_retry_after_falls_back_to_backoff(
     make_client: Make, mock_gateway: Build, clock: VirtualClock, garbage: str
 ) -> None:
@@ -157,6 +158,17 @@ def test_unusable_retry_after_falls_back_to_backoff(
     gaps = [b - a for a, b in itertools.pairwise(t)]
     ceilings = [0.5, 1.0, 2.0]  # full jitter under 0.5 * 2 ** (attempt - 1)
     assert all(0.0 <= g <= c for g, c in zip(gaps, ceilings, strict=True))
+
+
+@pytest.mark.parametrize(("value", "floor"), [("1.5", 1.5), ("2, 3", 3.0), ("0.25", 0.25)])
+def test_lenient_retry_after_is_never_early(
+    make_client: Make, mock_gateway: Build, clock: VirtualClock, value: str, floor: float
+) -> None:
+    gateway = mock_gateway(refuse_first(value, n_refused=1))
+    client = make_client(transport=gateway.transport, clock=clock)
+    assert client.send(sr("2.2")).status_code == 200
+    first, retried = gateway.times()
+    assert retried - first >= floor
 
 
 def test_a_refusal_pauses_every_sr_of_the_user(
@@ -224,16 +236,47 @@ def test_an_ambiguous_answer_is_not_repeated(
     assert len(gateway.arrivals) == 1
 
 
-def test_a_503_without_the_traffic_managers_mark_is_not_repeated(
+def test_a_503_with_neither_retry_after_nor_the_mark_is_not_repeated(
     make_client: Make, mock_gateway: Build, clock: VirtualClock
 ) -> None:
-    gateway = mock_gateway(
-        lambda n, _: httpx.Response(503, headers={"Retry-After": "1"}) if n == 0 else ok(n, _)
-    )
+    gateway = mock_gateway(lambda n, _: httpx.Response(503) if n == 0 else ok(n, _))
     client = make_client(transport=gateway.transport, clock=clock)
     assert client.send(sr("2.2")).status_code == 503
     client.close()
     assert len(gateway.arrivals) == 1
+
+
+def test_a_plain_503_with_retry_after_is_a_refusal(
+    make_client: Make, mock_gateway: Build, clock: VirtualClock
+) -> None:
+    """The real gateway before DUIS 4.1: a bare 503 + Retry-After, no srtm header."""
+    gateway = mock_gateway(
+        lambda n, _: httpx.Response(503, headers={"Retry-After": "2"}) if n == 0 else ok(n, _)
+    )
+    client = make_client(
+        transport=gateway.transport, clock=clock, duis_version="3.0", max_in_flight=1
+    )
+    first = client.submit(sr("2.2"))
+    rest = client.submit_many([sr("4.8.1") for _ in range(3)])
+    assert first.result(timeout=60).status_code == 200
+    assert all(f.result(timeout=60).status_code == 200 for f in rest)
+    times = gateway.times()
+    assert times[0] == 0.0
+    assert min(times[1:]) >= 2.0  # the whole User waited
+    assert gateway.ids()[1] == gateway.ids()[0]  # the refused SR went first, the same SR
+
+
+def test_the_refusal_rule_is_configurable(
+    make_client: Make, mock_gateway: Build, clock: VirtualClock
+) -> None:
+    # A gateway that says "not processed" with 503 and a header of its own, no Retry-After.
+    rule = RefusalRule(markers=frozenset({"X-Gateway-Busy"}))
+    gateway = mock_gateway(
+        lambda n, _: httpx.Response(503, headers={"X-Gateway-Busy": "1"}) if n == 0 else ok(n, _)
+    )
+    client = make_client(transport=gateway.transport, clock=clock, retry=RetryPolicy(refusal=rule))
+    assert client.send(sr("2.2")).status_code == 200
+    assert len(gateway.arrivals) == 2
 
 
 def test_a_timeout_after_sending_is_not_repeated(

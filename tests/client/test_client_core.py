@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -15,6 +15,7 @@ from srtm.client import (
     OutcomeUnknownError,
     Priority,
     PriorityPolicy,
+    RefusalRule,
     RetryAfterTooLongError,
     RetryBudgetExhaustedError,
     RetryPolicy,
@@ -27,6 +28,9 @@ from srtm.client import (
 from srtm.client._base import ClientCore, Dispatch, Finished, Kind, Wait, _Entry, classify
 
 from .helpers import sr
+
+if TYPE_CHECKING:
+    from srtm.client._refusal import Verdict
 
 REFUSED = {"X-SRTM-Refused": "user-limit"}
 
@@ -314,6 +318,10 @@ def test_missing_retry_after_falls_back_to_backoff(clock: VirtualClock) -> None:
         (httpx.Response(503, headers=REFUSED), Kind.REFUSED),
         (httpx.Response(503, headers={"X-SRTM-Refused": "capacity"}), Kind.REFUSED),
         (httpx.Response(503), Kind.AMBIGUOUS),
+        (httpx.Response(503, headers={"Retry-After": "2"}), Kind.REFUSED),  # the DCC's own
+        (httpx.Response(503, headers={"Retry-After": "soon"}), Kind.REFUSED),  # backoff
+        (httpx.Response(500, headers={"Retry-After": "2"}), Kind.AMBIGUOUS),
+        (httpx.Response(429, headers={"Retry-After": "2"}), Kind.REFUSED),
         (httpx.Response(500), Kind.AMBIGUOUS),
         (httpx.Response(502), Kind.AMBIGUOUS),
         (httpx.Response(504), Kind.AMBIGUOUS),
@@ -325,6 +333,35 @@ def test_missing_retry_after_falls_back_to_backoff(clock: VirtualClock) -> None:
 )
 def test_classification(outcome: httpx.Response | BaseException, kind: Kind) -> None:
     assert classify(outcome) is kind
+
+
+def test_a_refusal_rule_can_be_changed_in_one_place() -> None:
+    strict = RefusalRule(with_retry_after=frozenset(), markers=frozenset())
+    assert classify(httpx.Response(503, headers={"Retry-After": "2"}), strict) is Kind.AMBIGUOUS
+    teapot = RefusalRule(always=frozenset({429, 418}))
+    assert classify(httpx.Response(418), teapot) is Kind.REFUSED
+
+    class ByBody(RefusalRule):
+        def verdict(self, response: httpx.Response) -> Verdict:
+            return "refused" if b"throttled" in response.content else super().verdict(response)
+
+    assert classify(httpx.Response(400, content=b"throttled"), ByBody()) is Kind.REFUSED
+    assert classify(httpx.Response(400), ByBody()) is Kind.FINAL
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"always": {600}}, ValueError),
+        ({"always": {True}}, ValueError),
+        ({"ambiguous": 503}, TypeError),
+        ({"markers": "x-srtm-refused"}, TypeError),
+        ({"markers": {""}}, TypeError),
+    ],
+)
+def test_a_bad_refusal_rule_says_what_is_wrong(kwargs: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        RefusalRule(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])

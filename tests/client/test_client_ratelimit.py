@@ -2,16 +2,86 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srtm.client import RateLimitInfo, parse_ratelimit
+from srtm.client import RateLimitInfo, RateLimitPolicy, parse_ratelimit
+from srtm.client._pacing import Pacer
+
+NOW = 1_700_000_000.0
 
 
 def parse(**fields: str) -> RateLimitInfo | None:
-    return parse_ratelimit(httpx.Headers({k.replace("_", "-"): v for k, v in fields.items()}))
+    headers = httpx.Headers({k.replace("_", "-"): v for k, v in fields.items()})
+    return parse_ratelimit(headers, now=NOW)
+
+
+# The draft's (draft-ietf-httpapi-ratelimit-headers) multi-policy example, verbatim.
+DRAFT_POLICY = '"burst";q=100;w=60, "daily";q=1000;w=86400'
+
+
+def test_the_drafts_multi_policy_example_keeps_every_policy() -> None:
+    info = parse(RateLimit_Policy=DRAFT_POLICY, RateLimit='"daily";r=999;t=3600')
+    assert info is not None
+    assert info.policies == (
+        RateLimitPolicy(name="burst", quota=100, window=60.0),
+        RateLimitPolicy(name="daily", quota=1000, window=86400.0, remaining=999, reset=3600.0),
+    )
+    assert info.pace == pytest.approx(100 / 60)  # the burst window paces; daily is a budget
+    assert (info.pool, info.quota, info.window) == ("burst", 100, 60.0)
+
+
+def test_the_drafts_example_paces_at_the_burst_rate() -> None:
+    pacer = Pacer(rate=None, follow_gateway=True, factor=1.0, bulk_share=1.0)
+    pacer.observe(parse(RateLimit_Policy=DRAFT_POLICY, RateLimit='"daily";r=999;t=3600'), 0.0)
+    assert pacer.rate == pytest.approx(100 / 60)  # not 1000/86400 (one SR every 86 s)
+    now, sent = 0.0, []
+    while len(sent) < 10:
+        now = max(now, pacer.ready_at(now, bulk=False))
+        pacer.on_send(now, bulk=False)
+        sent.append(now)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert gaps == pytest.approx([0.6] * 9)
+
+
+def test_a_spent_long_window_holds_until_it_renews() -> None:
+    pacer = Pacer(rate=None, follow_gateway=True, factor=1.0, bulk_share=1.0)
+    fields = parse(RateLimit_Policy=DRAFT_POLICY, RateLimit='"burst";r=40;t=30, "daily";r=1;t=5000')
+    pacer.observe(fields, 0.0)
+    assert pacer.ready_at(0.0, bulk=False) <= 0.0
+    pacer.on_send(0.0, bulk=False)  # the day's last one
+    assert pacer.ready_at(1.0, bulk=False) == 5000.0  # held until the daily window renews
+    assert pacer.ready_at(5000.0, bulk=False) <= 5000.0
+
+
+def test_x_ratelimit_triple_is_the_fallback() -> None:
+    info = parse(X_RateLimit_Limit="60", X_RateLimit_Remaining="0", X_RateLimit_Reset="17")
+    assert info == RateLimitInfo(pool=None, quota=60, window=None, remaining=0, reset=17.0)
+
+
+def test_x_ratelimit_reset_as_an_epoch_time() -> None:
+    # GitHub's form: the reset is a Unix time, not a number of seconds.
+    info = parse(
+        X_RateLimit_Limit="5000", X_RateLimit_Remaining="0", X_RateLimit_Reset=str(int(NOW) + 90)
+    )
+    assert info is not None
+    assert info.reset == pytest.approx(90.0)
+
+
+def test_x_ratelimit_triple_with_a_window() -> None:
+    info = parse(X_RateLimit_Limit="10, 10;w=1", X_RateLimit_Remaining="4", X_RateLimit_Reset="1")
+    assert info is not None
+    assert info.pace == 10.0
+
+
+def test_the_standard_fields_win_over_the_x_triple() -> None:
+    info = parse(RateLimit_Policy='"a";q=5;w=1', X_RateLimit_Limit="100", X_RateLimit_Remaining="0")
+    assert info is not None
+    assert (info.quota, info.remaining) == (5, None)
 
 
 def test_structured_field_form() -> None:

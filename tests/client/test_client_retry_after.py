@@ -53,12 +53,12 @@ def test_delta_seconds(value: str, expected: float) -> None:
         "   ",
         "-1",
         "+3",
-        "1.5",
-        "0.5",
+        ".5",
         "1e3",
         "0x10",
-        "1,2",
         "1 2",
+        "-1, -2",
+        "soon, later",
         "٣",  # an Arabic-Indic digit: str.isdigit() says yes, HTTP says no
         "３",  # a full-width digit
         "inf",
@@ -76,6 +76,30 @@ def test_delta_seconds(value: str, expected: float) -> None:
 )
 def test_unusable_values_are_none(value: str | None) -> None:
     assert parse_retry_after(value, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1.5", 1.5),  # what some servers send: at least 1.5 s, not 1 and not a backoff
+        ("0.5", 0.5),
+        ("2.25 ", 2.25),
+        ("1.0000000001", 1.000000001),  # rounded up at the nanosecond, never down
+        ("1,2", 2.0),  # a list (a repeated field, joined): the largest member
+        ("2, 3", 3.0),
+        ("3, 2", 3.0),
+        ("1.5, 1", 1.5),
+        ("soon, 4", 4.0),  # unusable members are ignored, usable ones still a floor
+    ],
+)
+def test_lenient_forms_are_floors(value: str, expected: float) -> None:
+    assert parse_retry_after(value, now=NOW) == pytest.approx(expected, abs=1e-12)
+    assert parse_retry_after(value, now=NOW) >= expected  # type: ignore[operator]
+
+
+def test_a_list_of_http_dates_keeps_each_dates_comma() -> None:
+    value = f"{imf(NOW + 10)}, {imf(NOW + 30)}, 5"
+    assert parse_retry_after(value, now=NOW) == pytest.approx(30.0)
 
 
 def test_http_date_forms_all_mean_the_same_instant() -> None:
@@ -179,8 +203,11 @@ def test_near_miss_values_never_crash_nor_go_early(value: str, seed: int) -> Non
     assert decision.delay >= 0.0
     if requested is not None:
         assert decision.delay >= min(requested, 300.0)
-    if "." in value or "-" in value:
-        assert decision.source == "backoff"  # fractional and negative are not obeyed
+    if "-" in value:
+        assert decision.source == "backoff"  # a negative delay is not obeyed
+    elif "." in value:  # a decimal is a floor (1.5 means at least 1.5 s)
+        assert decision.source == "retry-after"
+        assert decision.delay >= min(float(value), 300.0)
 
 
 def test_absurd_value_is_capped_and_reported() -> None:
