@@ -831,12 +831,21 @@ class GateCore:
         before = p.governor.active
         p.governor.update(offered, p.policy.window, elapsed=elapsed)
         if p.governor.active != before:
+            rate = sum(offered.values()) / p.policy.window
+            event = "engaged" if p.governor.active else "released"
             log.warning(
                 "srtm: traffic management %s in pool %r (offered %.0f SR/s, budget %.0f SR/s)",
-                "engaged" if p.governor.active else "released",
+                event,
                 p.name,
-                sum(offered.values()) / p.policy.window,
+                rate,
                 p.governor.budget,
+                # Fields for structured log handlers (JSON formatters read record.__dict__).
+                extra={
+                    "srtm_event": f"tm_{event}",
+                    "srtm_pool": p.name,
+                    "srtm_offered": rate,
+                    "srtm_budget": p.governor.budget,
+                },
             )
 
     def set_capacity(

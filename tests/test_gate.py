@@ -431,3 +431,24 @@ def test_an_idle_unnamed_user_is_forgotten_and_its_counts_kept() -> None:
     assert after["retired"]["offered"] == 5
     assert after["users"]["a"]["offered"] == 5  # named Users are never forgotten
     gate.close()
+
+
+def test_engage_and_release_lines_carry_structured_fields(caplog: pytest.LogCaptureFixture) -> None:
+    gate = Gate(TrafficPolicy(capacity=100, threshold=0.5, allocations={"a": 10}), background=False)
+    with caplog.at_level(logging.WARNING, logger="srtm.gate"):
+        second = 0
+        while not gate.pool("default").governor.active and second < 20:
+            for k in range(80):  # 80 SR/s against a budget of 50
+                gate.decide(Identity("a", "4.1"), now=second + k / 80)
+            second += 1
+            gate.tick(now=float(second))
+        while gate.pool("default").governor.active and second < 80:
+            second += 1  # silence until it releases
+            gate.tick(now=float(second))
+    events = [r for r in caplog.records if getattr(r, "srtm_event", "").startswith("tm_")]
+    assert [r.srtm_event for r in events] == ["tm_engaged", "tm_released"]  # type: ignore[attr-defined]
+    engaged = events[0]
+    assert engaged.srtm_pool == "default"  # type: ignore[attr-defined]
+    assert engaged.srtm_budget == 50  # type: ignore[attr-defined]
+    assert engaged.srtm_offered >= 50  # type: ignore[attr-defined]
+    gate.close()
