@@ -1,0 +1,437 @@
+"""Every code block in the docs runs, parses or is output: none is quoted from memory.
+
+Each fenced block of a page in ``PAGES`` must name its language, and each language has
+one check:
+
+- ``python``: run in a subprocess of its own (a fresh namespace), or, on a page marked
+  ``<!-- snippet: session -->``, all of that page's Python blocks in one subprocess, in
+  order, the way the page reads. A block marked ``<!-- snippet: file NAME -->`` is also
+  written to ``NAME`` in the run's folder, so a later block can import it. A traceback
+  names the page and the line of the doc.
+- ``sh`` / ``console``: every ``srtm ...`` command shown (``$ `` lines in a console
+  block) must parse with the real ``srtm`` parser; nothing is run. A block marked
+  ``<!-- snippet: run -->`` is run by bash from the repository root, with
+  ``python3 -m timeit`` told to time one loop (its figures are not checked here).
+- ``json``: must parse.
+- ``text``: output or a capture, shown as it was; not checked.
+
+A block that cannot run by itself carries ``<!-- snippet: not-run (why) -->`` right
+before it, and the reason is counted and printed. Blocks included with ``--8<--`` are
+files of ``examples/`` or ``docs/snippets/``: the include itself is checked by
+``mkdocs build --strict`` (tests/test_docs.py) and the files by their own tests.
+
+What the docs name but a test cannot reach is replaced in the text, openly, by
+``SUBSTITUTIONS`` (the documented Redis is this session's private redis-server).
+Inline code such as ```srtm.metrics.GatewayMetrics``` must name something importable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.conftest import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The pages whose blocks are checked. docs/client.md and docs/trust.md join by name.
+PAGES = [
+    "docs/index.md",
+    "docs/mechanism.md",
+    "docs/faults.md",
+    "docs/configuration.md",
+    "docs/operations.md",
+    "docs/demo.md",
+    "docs/simulate.md",
+    "docs/benchmarks.md",
+    "docs/scenarios/index.md",
+    "docs/scenarios/normal-night.md",
+    "docs/scenarios/runaway-user.md",
+    "docs/scenarios/denial-of-service.md",
+    "docs/scenarios/dsp-outage.md",
+    "docs/scenarios/cold-snap.md",
+]
+
+LANGUAGES = {"python", "sh", "console", "json", "text"}
+RUN_TIMEOUT = 240  # seconds for one page's Python: generous for a loaded 2-core machine
+
+FENCE_OPEN = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
+MARKER = re.compile(r"^<!-- snippet: (?P<kind>[\w-]+)(?: (?P<arg>.*?))? -->$")
+INLINE_PATH = re.compile(r"`(srtm(?:\.[A-Za-z_]\w*)+)(?:\([^`]*\))?`")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced block of a page: where it starts, its language, text and marker."""
+
+    page: str
+    line: int  # 1-based line of the block's first content line
+    language: str
+    text: str
+    marker: str | None = None  # the snippet marker right before it ("not-run", "file"...)
+    marker_arg: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+class DocError(ValueError):
+    """A page breaks the rules above (a fence without a language, a bare not-run...)."""
+
+
+def blocks(page: str, text: str) -> list[Block]:
+    """The fenced blocks of a page, each with the snippet marker just before it."""
+    lines = text.split("\n")
+    found: list[Block] = []
+    i = 0
+    while i < len(lines):
+        opened = FENCE_OPEN.match(lines[i])
+        if not opened:
+            i += 1
+            continue
+        indent, fence = opened["indent"], opened["fence"]
+        language = opened["info"].strip().split(" ")[0]
+        end = i + 1
+        while end < len(lines) and lines[end].strip() != fence:
+            end += 1
+        if end == len(lines):
+            raise DocError(f"{page}:{i + 1}: a fence that never closes")
+        body = "\n".join(line.removeprefix(indent) for line in lines[i + 1 : end]) + "\n"
+        if not language:
+            raise DocError(f"{page}:{i + 1}: a fence without a language (one of {LANGUAGES})")
+        if language not in LANGUAGES:
+            raise DocError(f"{page}:{i + 1}: language {language!r} is not one of {LANGUAGES}")
+        before = i - 1
+        while before >= 0 and not lines[before].strip():
+            before -= 1
+        mark = MARKER.match(lines[before].strip()) if before >= 0 else None
+        kind, arg = (mark["kind"], mark["arg"]) if mark else (None, None)
+        if kind == "session":  # a page's marker, not this block's
+            kind, arg = None, None
+        if kind == "not-run" and not (arg and arg.strip("() ")):
+            raise DocError(f"{page}:{i + 1}: a not-run marker must say why")
+        if kind == "file" and not arg:
+            raise DocError(f"{page}:{i + 1}: a file marker must name the file")
+        if kind is not None and kind not in {"not-run", "file", "run"}:
+            raise DocError(f"{page}:{i + 1}: unknown snippet marker {kind!r}")
+        found.append(Block(page, i + 2, language, body, kind, arg))
+        i = end + 1
+    return found
+
+
+def is_session(text: str) -> bool:
+    """Whether the page asks for its Python blocks to run as one session."""
+    return "<!-- snippet: session -->" in text
+
+
+# Documented text -> what the test puts in its place, given this session's fixtures.
+SUBSTITUTIONS: dict[str, Callable[[dict[str, str]], str]] = {
+    "redis://gw-redis:6379": lambda fx: fx["redis_url"],
+    "start_http_server(9464": lambda fx: f"start_http_server({fx['port']}",
+}
+
+
+def substitute(source: str, fixtures: dict[str, str]) -> str:
+    """The block as the test runs it: documented hosts and ports made this machine's."""
+    for documented, actual in SUBSTITUTIONS.items():
+        if documented in source:
+            source = source.replace(documented, actual(fixtures))
+    return source
+
+
+# Runs blocks given on stdin as JSON [[where, line, source, file or null], ...] in one
+# namespace, each compiled against its doc line so a traceback points into the page.
+DRIVER = textwrap.dedent(
+    """
+    import json, sys, traceback
+    sys.path.insert(0, ".")
+    namespace = {"__name__": "__main__"}
+    for where, line, source, file in json.load(sys.stdin):
+        if file:
+            with open(file, "w") as out:
+                out.write(source)
+        try:
+            exec(compile("\\n" * (line - 1) + source, where.split(":")[0], "exec"), namespace)
+        except BaseException:
+            print(f"block at {where} failed:", file=sys.stderr)
+            traceback.print_exc()
+            sys.exit(1)
+    """
+)
+
+
+def run_python(batch: list[Block], fixtures: dict[str, str], cwd: Path) -> None:
+    """Run ``batch`` in one fresh interpreter in ``cwd``; raise AssertionError if one fails."""
+    payload = [
+        [
+            b.where,
+            b.line,
+            substitute(b.text, fixtures),
+            b.marker_arg if b.marker == "file" else None,
+        ]
+        for b in batch
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER],
+        input=json.dumps(payload),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def srtm_commands(block: Block) -> list[list[str]]:
+    """The argument lists of the ``srtm`` commands a sh or console block shows."""
+    text = block.text.replace("\\\n", " ")
+    lines = text.splitlines()
+    if block.language == "console":
+        lines = [line[2:] for line in lines if line.startswith("$ ")]
+    commands: list[list[str]] = []
+    pending = ""
+    for line in lines:
+        try:  # a quoted argument may run over several lines
+            words = shlex.split(pending + line, comments=True)
+        except ValueError:
+            pending += line + "\n"
+            continue
+        pending = ""
+        command: list[str] = []
+        for word in [*words, "&&"]:
+            if word in {"&&", "||", ";", "|"}:
+                if command[:1] == ["srtm"]:
+                    commands.append(command[1:])
+                elif command[:3] in (["python3", "-m", "srtm"], ["python", "-m", "srtm"]):
+                    commands.append(command[3:])
+                command = []
+            else:
+                command.append(word)
+    assert not pending, f"{block.where}: a quote that never closes"
+    return commands
+
+
+def parse_srtm(argv: list[str]) -> None:
+    """Parse ``argv`` as ``srtm`` would; AssertionError naming it if it does not parse."""
+    from srtm.cli import build_parser
+
+    parser, _ = build_parser()
+    try:
+        parser.parse_args(argv)
+    except SystemExit as exit_:
+        if exit_.code != 0:
+            raise AssertionError(f"srtm {shlex.join(argv)} does not parse") from exit_
+
+
+def resolves(path: str) -> bool:
+    """Whether a dotted ``srtm.x.y`` names a module, or an attribute of one."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def page_blocks(page: str) -> list[Block]:
+    return blocks(page, (ROOT / page).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def fixtures(redis_url: str) -> dict[str, str]:
+    return {"redis_url": redis_url, "port": str(free_port())}
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("page", PAGES)
+def test_python_blocks_run(page: str, fixtures: dict[str, str], tmp_path: Path) -> None:
+    found = [b for b in page_blocks(page) if b.language == "python" and b.marker != "not-run"]
+    if not found:
+        return
+    if is_session((ROOT / page).read_text(encoding="utf-8")):
+        run_python(found, fixtures, tmp_path)
+    else:
+        for block in found:
+            run_python([block], fixtures, tmp_path)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_srtm_commands_parse(page: str) -> None:
+    for block in page_blocks(page):
+        if block.language in {"sh", "console"}:
+            for argv in srtm_commands(block):
+                parse_srtm(argv)
+
+
+def run_shell(block: Block) -> None:
+    """Run a sh block with bash from the repository root, timing one loop per timeit."""
+    script = block.text.replace("python3 -m timeit", "python3 -m timeit -n 1 -r 1")
+    result = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"{block.where}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_shell_blocks_marked_run_run(page: str) -> None:
+    for block in page_blocks(page):
+        if block.language == "sh" and block.marker == "run":
+            run_shell(block)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_json_blocks_parse(page: str) -> None:
+    for block in page_blocks(page):
+        if block.language == "json":
+            json.loads(block.text)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_inline_srtm_paths_exist(page: str) -> None:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    missing = [path for path in INLINE_PATH.findall(text) if not resolves(path)]
+    assert not missing, f"{page} names what srtm does not have: {missing}"
+
+
+def test_every_substitution_is_used() -> None:
+    """A substitution whose documented text left the docs is stale: remove it."""
+    text = "".join(b.text for page in PAGES for b in page_blocks(page))
+    for documented in SUBSTITUTIONS:
+        assert documented in text, documented
+
+
+def test_not_run_blocks_are_few_and_say_why(capsys: pytest.CaptureFixture[str]) -> None:
+    skipped = [b for page in PAGES for b in page_blocks(page) if b.marker == "not-run"]
+    with capsys.disabled():
+        for block in skipped:
+            print(f"\nnot run: {block.where} {block.marker_arg}")
+    assert len(skipped) <= 2, [b.where for b in skipped]
+
+
+# The checks themselves: each can fail.
+
+PAGE = """\
+# A page
+<!-- snippet: session -->
+
+```python
+x = 40
+```
+
+Text between.
+
+```python
+assert x + 2 == 42
+```
+
+<!-- snippet: not-run (needs a live Redis cluster) -->
+
+```python
+connect_to_the_cluster()
+```
+
+```console
+$ srtm simulate dsp-outage --scale 0.1
+$ srtm inspect redis://h:6379 --json
+```
+"""
+
+
+def test_extractor_finds_blocks_markers_and_lines() -> None:
+    found = blocks("p.md", PAGE)
+    assert [(b.language, b.line, b.marker) for b in found] == [
+        ("python", 5, None),
+        ("python", 11, None),
+        ("python", 17, "not-run"),
+        ("console", 21, None),
+    ]
+    assert found[2].marker_arg == "(needs a live Redis cluster)"
+    assert is_session(PAGE)
+    assert srtm_commands(found[3]) == [
+        ["simulate", "dsp-outage", "--scale", "0.1"],
+        ["inspect", "redis://h:6379", "--json"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("page", "complaint"),
+    [
+        ("```\nx = 1\n```\n", "without a language"),
+        ("```pycon\n>>> 1\n```\n", "is not one of"),
+        ("<!-- snippet: not-run -->\n```python\nx\n```\n", "must say why"),
+        ("<!-- snippet: skip (lazy) -->\n```python\nx\n```\n", "unknown snippet marker"),
+        ("```python\nx = 1\n", "never closes"),
+    ],
+)
+def test_extractor_refuses_what_would_escape_the_checks(page: str, complaint: str) -> None:
+    with pytest.raises(DocError, match=complaint):
+        blocks("p.md", page)
+
+
+def test_a_session_runs_in_one_namespace_and_a_broken_block_fails(tmp_path: Path) -> None:
+    good = blocks("p.md", PAGE)[:2]
+    run_python(good, {}, tmp_path)  # the second block sees the first's x
+    with pytest.raises(AssertionError, match=r"p\.md:11 failed"):
+        run_python(good[1:], {}, tmp_path)  # alone, x is not defined
+    broken = blocks("p.md", "text\n\n```python\nimport srtm\nsrtm.no_such_thing()\n```\n")
+    with pytest.raises(AssertionError, match=r"(?s)p\.md:4 failed.*no_such_thing"):
+        run_python(broken, {}, tmp_path)
+
+
+def test_a_wrong_command_or_path_fails() -> None:
+    parse_srtm(["simulate", "--list"])
+    with pytest.raises(AssertionError, match="does not parse"):
+        parse_srtm(["inspect"])  # the URI is required
+    with pytest.raises(AssertionError, match="does not parse"):
+        parse_srtm(["simulate", "--no-such-option"])
+    assert resolves("srtm.metrics.GatewayMetrics")
+    assert resolves("srtm.Gate")
+    assert not resolves("srtm.Gate.no_such_method")
+    assert not resolves("srtm.no_such_module.thing")
+
+
+def test_a_shell_block_that_fails_fails() -> None:
+    shown = 'export PYTHONPATH=$PWD\npython3 -m timeit -s "\nimport srtm" "srtm.Gate"\n'
+    run_shell(Block("p.md", 2, "sh", shown, "run"))
+    broken = shown.replace("srtm.Gate", "srtm.NoSuchGate")
+    with pytest.raises(AssertionError, match="NoSuchGate"):
+        run_shell(Block("p.md", 2, "sh", broken, "run"))
+
+
+def test_substitution_is_explicit() -> None:
+    shown = 'TrafficPolicy(capacity=1, storage="redis://gw-redis:6379")'
+    assert substitute(shown, {"redis_url": "redis://127.0.0.1:1234"}) == (
+        'TrafficPolicy(capacity=1, storage="redis://127.0.0.1:1234")'
+    )
