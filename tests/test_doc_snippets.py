@@ -325,6 +325,29 @@ def test_inline_srtm_paths_exist(page: str) -> None:
     assert not missing, f"{page} names what srtm does not have: {missing}"
 
 
+def test_the_documented_refusal_is_the_gates() -> None:
+    """mechanism.md shows a refusal's body and RateLimit fields: they are what a gate sends."""
+    from srtm import Gate, Identity, TrafficPolicy
+
+    page = page_blocks("docs/mechanism.md")
+    body = next(b for b in page if b.language == "json")
+    fields = next(b for b in page if b.text.startswith("RateLimit-Policy:"))
+    shown = json.loads(body.text)
+    user = shown["user"]
+    policy = TrafficPolicy(capacity=40, allocations={user: 10, "other": 10})
+    gate = Gate(policy, clock=lambda: 0.0, background=False)
+    for _ in range(40):  # twice its allocation, the whole capacity: TM engages
+        gate.decide(Identity(user, "4.1"), now=0.1)
+    gate.tick(now=1.0)
+    refused = [
+        d for _ in range(40) if not (d := gate.decide(Identity(user, "4.1"), now=1.1)).allowed
+    ]
+    assert refused, "the gate never throttled: the check would prove nothing"
+    assert json.loads(refused[0].refusal_body()) == shown
+    sent = "".join(f"{name}: {value}\n" for name, value in refused[0].rate_limit_headers())
+    assert re.sub(r"\d+", "N", fields.text) == re.sub(r"\d+", "N", sent)
+
+
 def test_every_substitution_is_used() -> None:
     """A substitution whose documented text left the docs is stale: remove it."""
     text = "".join(b.text for page in PAGES for b in page_blocks(page))
