@@ -35,12 +35,14 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from srtm import Gate, Identity, TrafficPolicy
 from tests.conftest import free_port
 
 if TYPE_CHECKING:
@@ -327,8 +329,6 @@ def test_inline_srtm_paths_exist(page: str) -> None:
 
 def test_the_documented_refusal_is_the_gates() -> None:
     """mechanism.md shows a refusal's body and RateLimit fields: they are what a gate sends."""
-    from srtm import Gate, Identity, TrafficPolicy
-
     page = page_blocks("docs/mechanism.md")
     body = next(b for b in page if b.language == "json")
     fields = next(b for b in page if b.text.startswith("RateLimit-Policy:"))
@@ -346,6 +346,75 @@ def test_the_documented_refusal_is_the_gates() -> None:
     assert json.loads(refused[0].refusal_body()) == shown
     sent = "".join(f"{name}: {value}\n" for name, value in refused[0].rate_limit_headers())
     assert re.sub(r"\d+", "N", fields.text) == re.sub(r"\d+", "N", sent)
+
+
+def console_session(block: Block) -> list[tuple[str, str]]:
+    """(command, the output shown after it) for each ``$ `` line of a console block."""
+    shown: list[tuple[str, str]] = []
+    for line in block.text.splitlines():
+        if line.startswith("$ "):
+            shown.append((line[2:], ""))
+        elif shown:
+            shown[-1] = (shown[-1][0], shown[-1][1] + line + "\n")
+    return shown
+
+
+def store_second(url: str) -> float:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        seconds, micros = client.time()
+    finally:
+        client.close()
+    return float(seconds) + micros / 1e6
+
+
+@pytest.mark.redis
+def test_the_documented_inspect_output_is_what_srtm_inspect_prints(redis_db: str) -> None:
+    """operations.md's recorded `srtm inspect` run, redone: two gates, one told 60 SR/s."""
+    block = next(b for b in page_blocks("docs/operations.md") if "$ srtm inspect" in b.text)
+    (table_cmd, table), (json_cmd, folded) = console_session(block)
+    documented_uri = shlex.split(table_cmd)[2]
+    shown = json.loads(folded)["pools"]["default"]
+    # The run counts in 60 s windows on the store's clock; it takes well under a second,
+    # so start it at least 5 s before a window ends to keep every count in "current".
+    wait = 60 - store_second(redis_db) % 60
+    if wait < 5:
+        time.sleep(wait + 0.1)  # a clock boundary, not another thread: nothing to wait on
+    gates = [
+        Gate(TrafficPolicy(capacity=1350, window=60, storage=redis_db), background=False)
+        for _ in range(2)
+    ]
+    try:
+        gates[0].set_capacity(60)
+        for gate in gates:
+            gate.tick()  # heartbeat; the first node publishes its capacity
+        for (user, figures), gate in zip(shown["windows"]["current"].items(), gates, strict=True):
+            for _ in range(figures["offered"]):
+                gate.decide(Identity(user, "4.1"))
+        names = dict(zip(sorted(g.node for g in gates), shown["nodes"], strict=True))
+
+        def srtm(command: str) -> str:
+            argv = shlex.split(command.replace(documented_uri, redis_db))
+            assert argv[0] == "srtm"
+            got = subprocess.run(
+                [sys.executable, "-m", "srtm", *argv[1:]],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+                check=True,
+            ).stdout
+            for node, documented in names.items():
+                got = got.replace(node, documented)
+            return got
+
+        assert srtm(table_cmd) == table
+        assert json.loads(srtm(json_cmd)) == json.loads(folded)
+    finally:
+        for gate in gates:
+            gate.close()
 
 
 def test_every_substitution_is_used() -> None:
