@@ -9,7 +9,9 @@ one check:
   written to ``NAME`` in the run's folder, so a later block can import it. A traceback
   names the page and the line of the doc.
 - ``sh`` / ``console``: every ``srtm ...`` command shown (``$ `` lines in a console
-  block) must parse with the real ``srtm`` parser; nothing is run. A block marked
+  block) must parse with the real ``srtm`` parser, a ``pip install`` names extras srtm
+  has, ``python -m M`` and ``python F.py`` name a module and a file that exist; nothing
+  is run. A block marked
   ``<!-- snippet: run -->`` is run by bash from the repository root, with
   ``python3 -m timeit`` told to time one loop (its figures are not checked here).
 - ``json``: must parse.
@@ -28,6 +30,7 @@ Inline code such as ```srtm.metrics.GatewayMetrics``` must name something import
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -38,7 +41,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -205,8 +208,8 @@ def run_python(batch: list[Block], fixtures: dict[str, str], cwd: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def srtm_commands(block: Block) -> list[list[str]]:
-    """The argument lists of the ``srtm`` commands a sh or console block shows."""
+def shell_commands(block: Block) -> list[list[str]]:
+    """The argument lists of the commands a sh or console block shows."""
     text = block.text.replace("\\\n", " ")
     lines = text.splitlines()
     if block.language == "console":
@@ -223,15 +226,47 @@ def srtm_commands(block: Block) -> list[list[str]]:
         command: list[str] = []
         for word in [*words, "&&"]:
             if word in {"&&", "||", ";", "|"}:
-                if command[:1] == ["srtm"]:
-                    commands.append(command[1:])
-                elif command[:3] in (["python3", "-m", "srtm"], ["python", "-m", "srtm"]):
-                    commands.append(command[3:])
+                if command:
+                    commands.append(command)
                 command = []
             else:
                 command.append(word)
     assert not pending, f"{block.where}: a quote that never closes"
     return commands
+
+
+def srtm_commands(block: Block) -> list[list[str]]:
+    """The arguments of the ``srtm`` (or ``python -m srtm``) commands a block shows."""
+    found = []
+    for command in shell_commands(block):
+        if command[:1] == ["srtm"]:
+            found.append(command[1:])
+        elif command[:3] in (["python3", "-m", "srtm"], ["python", "-m", "srtm"]):
+            found.append(command[3:])
+    return found
+
+
+EXTRA = re.compile(r"^(?:srtm|\.)\[([\w,-]+)\]$")
+
+
+def check_command(argv: list[str]) -> None:
+    """A shown ``pip install`` names extras srtm has; ``python`` runs what exists here."""
+    import tomllib
+
+    if argv[:2] == ["pip", "install"] or argv[1:4] == ["-m", "pip", "install"]:
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        extras = set(project["project"]["optional-dependencies"])
+        for word in argv:
+            named = EXTRA.match(word)
+            if named:
+                unknown = set(named[1].split(",")) - extras
+                assert not unknown, f"{shlex.join(argv)}: srtm has no extra {unknown}"
+    elif argv[0] in {"python", "python3"} and len(argv) > 1:
+        if argv[1] == "-m":
+            found = importlib.util.find_spec(argv[2])
+            assert found is not None, f"{shlex.join(argv)}: no module {argv[2]}"
+        elif argv[1].endswith(".py"):
+            assert (ROOT / argv[1]).is_file(), f"{shlex.join(argv)}: no file {argv[1]}"
 
 
 def parse_srtm(argv: list[str]) -> None:
@@ -285,11 +320,13 @@ def test_python_blocks_run(page: str, fixtures: dict[str, str], tmp_path: Path) 
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_srtm_commands_parse(page: str) -> None:
+def test_shell_commands_parse_and_exist(page: str) -> None:
     for block in page_blocks(page):
         if block.language in {"sh", "console"}:
             for argv in srtm_commands(block):
                 parse_srtm(argv)
+            for argv in shell_commands(block):
+                check_command(argv)
 
 
 def run_shell(block: Block) -> None:
@@ -360,14 +397,16 @@ def console_session(block: Block) -> list[tuple[str, str]]:
 
 
 def store_second(url: str) -> float:
+    """The Redis server's clock, which `srtm inspect` counts its windows by."""
     import redis
 
     client = redis.Redis.from_url(url)
     try:
-        seconds, micros = client.time()
+        reply: Any = client.time()  # redis-py types the sync and async replies as one
+        seconds, micros = reply
     finally:
         client.close()
-    return float(seconds) + micros / 1e6
+    return int(seconds) + int(micros) / 1e6
 
 
 @pytest.mark.redis
@@ -512,6 +551,14 @@ def test_a_wrong_command_or_path_fails() -> None:
     assert resolves("srtm.Gate")
     assert not resolves("srtm.Gate.no_such_method")
     assert not resolves("srtm.no_such_module.thing")
+    check_command(["pip", "install", "srtm[redis,demo]"])
+    with pytest.raises(AssertionError, match="no extra"):
+        check_command(["python3", "-m", "pip", "install", ".[redis,no-such-extra]"])
+    check_command(["python", "-m", "srtm.sim", "--help"])
+    with pytest.raises(AssertionError, match="no module"):
+        check_command(["python", "-m", "srtm.no_such_module"])
+    with pytest.raises(AssertionError, match="no file"):
+        check_command(["python", "bench/no_such_bench.py", "--quick"])
 
 
 def test_a_shell_block_that_fails_fails() -> None:
