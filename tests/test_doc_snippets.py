@@ -456,6 +456,31 @@ def test_the_documented_inspect_output_is_what_srtm_inspect_prints(redis_db: str
             gate.close()
 
 
+def table_names(text: str, header: str) -> set[str]:
+    """The `code` names in the first column of the table under ``header``."""
+    rows = text.split(header + "\n", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    return {m[1] for row in rows if (m := re.match(r"\| `(\w+)` \|", row))}
+
+
+def test_configuration_tables_name_every_field_and_argument() -> None:
+    """configuration.md's tables list TrafficPolicy's fields and the middlewares' options."""
+    import dataclasses
+    import inspect
+
+    from srtm.middleware import ASGITrafficManager, WSGITrafficManager
+
+    text = (ROOT / "docs/configuration.md").read_text(encoding="utf-8")
+    fields = {f.name for f in dataclasses.fields(TrafficPolicy)}
+    assert table_names(text, "| field | default | meaning |") == fields
+    for manager in (ASGITrafficManager, WSGITrafficManager):
+        options = {
+            name
+            for name, p in inspect.signature(manager).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        assert table_names(text, "| argument | default | meaning |") == options, manager
+
+
 def test_every_substitution_is_used() -> None:
     """A substitution whose documented text left the docs is stale: remove it."""
     text = "".join(b.text for page in PAGES for b in page_blocks(page))
