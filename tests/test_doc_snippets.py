@@ -481,6 +481,60 @@ def test_configuration_tables_name_every_field_and_argument() -> None:
         assert table_names(text, "| argument | default | meaning |") == options, manager
 
 
+OBJECT_PATH = re.compile(
+    r"`(policy|gate|manager|metrics|decision|TrafficPolicy|Gate|Governor|Decision)"
+    r"((?:\.[A-Za-z_]\w*)+)"
+)
+
+
+def real_objects() -> dict[str, object]:
+    """What the docs' inline ``policy.x``, ``gate.x``... refer to, built for real."""
+    from srtm import Decision, Governor
+    from srtm.metrics import GatewayMetrics
+    from srtm.middleware import ASGITrafficManager
+
+    policy = TrafficPolicy(capacity=100, allocations={"a": 10})
+    gate = Gate(policy, background=False)
+
+    async def app(scope: object, receive: object, send: object) -> None: ...
+
+    return {
+        "policy": policy,
+        "gate": gate,
+        "manager": ASGITrafficManager(app, policy, background=False),
+        "metrics": GatewayMetrics(gate),
+        "decision": gate.decide(Identity("a", "4.1")),
+        "TrafficPolicy": TrafficPolicy,
+        "Gate": Gate,
+        "Governor": Governor,
+        "Decision": Decision,
+    }
+
+
+def missing_attributes(text: str, objects: dict[str, object]) -> list[str]:
+    """The inline ``name.attr...`` paths of ``text`` that its object does not have."""
+    missing = []
+    for name, path in OBJECT_PATH.findall(text):
+        obj = objects[name]
+        for attr in path.strip(".").split("."):
+            if not hasattr(obj, attr):
+                missing.append(name + path)
+                break
+            obj = getattr(obj, attr)
+    return missing
+
+
+def test_inline_attributes_exist() -> None:
+    """``policy.collective_guarantee``, ``Gate.snapshot``...: each names a real attribute."""
+    objects = real_objects()
+    assert missing_attributes("`gate.set_shadow(True)` and `policy.no_such`", objects) == [
+        "policy.no_such"
+    ]
+    for page in PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        assert not missing_attributes(text, objects), page
+
+
 def test_every_substitution_is_used() -> None:
     """A substitution whose documented text left the docs is stale: remove it."""
     text = "".join(b.text for page in PAGES for b in page_blocks(page))
