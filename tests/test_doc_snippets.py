@@ -535,6 +535,20 @@ def test_inline_attributes_exist() -> None:
         assert not missing_attributes(text, objects), page
 
 
+def test_demo_captures_are_the_recorded_run() -> None:
+    """demo.md's live view and verdict are the run whose files are in docs/figures/."""
+    from tests.examples.test_docs import is_excerpt
+
+    view, verdict = (b for b in page_blocks("docs/demo.md") if b.language == "text")
+    terminal = (ROOT / "docs/figures/demo-terminal.txt").read_text(encoding="utf-8")
+    assert is_excerpt(view.text, terminal), view.where
+    run = json.loads((ROOT / "docs/figures/demo.json").read_text(encoding="utf-8"))
+    checks = [
+        f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['detail']}\n" for c in run["checks"]
+    ]
+    assert verdict.text == "".join(checks) + "\n" + run["verdict_line"] + "\n", verdict.where
+
+
 def test_every_substitution_is_used() -> None:
     """A substitution whose documented text left the docs is stale: remove it."""
     text = "".join(b.text for page in PAGES for b in page_blocks(page))
