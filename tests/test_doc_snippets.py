@@ -549,6 +549,27 @@ def test_demo_captures_are_the_recorded_run() -> None:
     assert verdict.text == "".join(checks) + "\n" + run["verdict_line"] + "\n", verdict.where
 
 
+def listed(comment: str, label: str, end: str) -> set[str]:
+    """The names listed after ``label`` up to ``end`` in a block's comments."""
+    text = comment.split(label, 1)[1].split(end, 1)[0]
+    text = re.sub(r"\([^)]*\)", "", text)
+    return {name.strip() for name in re.split(r",| and ", text) if name.strip()}
+
+
+def test_the_documented_snapshot_keys_are_the_gates() -> None:
+    """configuration.md lists a snapshot's keys per pool and per User: exactly the real ones."""
+    block = next(b for b in page_blocks("docs/configuration.md") if ".snapshot()" in b.text)
+    comments = " ".join(
+        line.split("#", 1)[1].strip() for line in block.text.splitlines() if "#" in line
+    )
+    gate = Gate(TrafficPolicy(capacity=100, allocations={"a": 10}), background=False)
+    gate.decide(Identity("a", "4.1"))
+    gate.tick()
+    pool = gate.snapshot()["pools"]["default"]
+    assert listed(comments, "Per pool:", ".") == set(pool)
+    assert listed(comments, "Per User:", ";") == set(pool["users"]["a"])
+
+
 def test_every_substitution_is_used() -> None:
     """A substitution whose documented text left the docs is stale: remove it."""
     text = "".join(b.text for page in PAGES for b in page_blocks(page))
