@@ -570,6 +570,48 @@ def test_the_documented_snapshot_keys_are_the_gates() -> None:
     assert listed(comments, "Per User:", ";") == set(pool["users"]["a"])
 
 
+# Pages whose inline calls (`daily(volume)`, `burst(start=, ...)`) name that module's API.
+INLINE_CALLS = {"docs/simulate.md": "srtm.sim"}
+INLINE_CALL = re.compile(r"`([A-Za-z_]\w*)\(([^`]*)\)")
+
+
+def wrong_calls(text: str, module: str) -> list[str]:
+    """Inline calls naming what ``module`` lacks, or parameters its callable does not take.
+
+    Keyword arguments and bare lower-case names (the docs' placeholders, as in
+    ``streams(curve, mix)``) must be the callable's parameter names.
+    """
+    import builtins
+    import inspect
+
+    api = importlib.import_module(module)
+    wrong = []
+    for name, args in INLINE_CALL.findall(text):
+        if hasattr(builtins, name):
+            continue  # min(offered, G): arithmetic in the prose
+        target = getattr(api, name, None)
+        if target is None:
+            wrong.append(f"{name}: not in {module}")
+            continue
+        params = inspect.signature(target).parameters
+        flat = re.sub(r"\[.*?\]|\(.*?\)", "", args)
+        named = re.findall(r"(\w+)=", flat)
+        bare = [a.strip() for a in flat.split(",") if re.fullmatch(r"[a-z_]\w*", a.strip())]
+        wrong += [f"{name}({arg})" for arg in [*named, *bare] if arg not in params]
+    return wrong
+
+
+@pytest.mark.parametrize(("page", "module"), INLINE_CALLS.items())
+def test_inline_calls_match_the_api(page: str, module: str) -> None:
+    assert wrong_calls("`daily(volume)` and `burst(start=, rate=)`", module) == []
+    assert wrong_calls("`daily(amount)` `no_such()` `burst(end=)`", module) == [
+        "daily(amount)",
+        "no_such: not in srtm.sim",
+        "burst(end)",
+    ]
+    assert wrong_calls((ROOT / page).read_text(encoding="utf-8"), module) == []
+
+
 def test_every_substitution_is_used() -> None:
     """A substitution whose documented text left the docs is stale: remove it."""
     text = "".join(b.text for page in PAGES for b in page_blocks(page))
