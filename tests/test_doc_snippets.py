@@ -22,6 +22,11 @@ before it, and the reason is counted and printed. Blocks included with ``--8<--`
 files of ``examples/`` or ``docs/snippets/``: the include itself is checked by
 ``mkdocs build --strict`` (tests/test_docs.py) and the files by their own tests.
 
+Output a page shows is compared with what the code produces where a test can produce
+it: mechanism.md's refusal, operations.md's ``srtm inspect`` run (redone on a private
+Redis), demo.md's capture and verdict (the recorded run in docs/figures/), the snapshot
+keys and the option tables of configuration.md, quoted error messages.
+
 What the docs name but a test cannot reach is replaced in the text, openly, by
 ``SUBSTITUTIONS`` (the documented Redis is this session's private redis-server).
 Inline code such as ```srtm.metrics.GatewayMetrics``` must name something importable.
@@ -610,6 +615,28 @@ def test_inline_calls_match_the_api(page: str, module: str) -> None:
         "burst(end)",
     ]
     assert wrong_calls((ROOT / page).read_text(encoding="utf-8"), module) == []
+
+
+def test_quoted_error_messages_are_the_real_ones() -> None:
+    """Messages the docs quote word for word are what srtm says."""
+    from srtm import PolicyError
+
+    with pytest.raises(PolicyError) as policy_error:
+        TrafficPolicy(capacity=0)
+    demo = subprocess.run(
+        [sys.executable, "-m", "srtm", "demo", "--out", "/no/such/run.png"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert demo.returncode == 2
+    for page, said in [
+        ("docs/configuration.md", str(policy_error.value)),
+        ("docs/demo.md", demo.stderr.strip().splitlines()[-1]),
+    ]:
+        assert f"`{said}`" in (ROOT / page).read_text(encoding="utf-8"), (page, said)
 
 
 def test_every_substitution_is_used() -> None:
