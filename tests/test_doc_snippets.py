@@ -11,16 +11,15 @@ one check:
 - ``sh`` / ``console``: every ``srtm ...`` command shown (``$ `` lines in a console
   block) must parse with the real ``srtm`` parser, a ``pip install`` names extras srtm
   has, ``python -m M`` and ``python F.py`` name a module and a file that exist; nothing
-  is run. A block marked
-  ``<!-- snippet: run -->`` is run by bash from the repository root, with
-  ``python3 -m timeit`` told to time one loop (its figures are not checked here).
+  is run. A block marked ``<!-- snippet: run -->`` is run by bash from the repository
+  root, with ``python3 -m timeit`` told to time one loop (its figures are not checked).
 - ``json``: must parse.
-- ``text``: output or a capture, shown as it was; not checked.
+- ``text``: output or a capture (some are compared with the real thing, below).
 
 A block that cannot run by itself carries ``<!-- snippet: not-run (why) -->`` right
-before it, and the reason is counted and printed. Blocks included with ``--8<--`` are
-files of ``examples/`` or ``docs/snippets/``: the include itself is checked by
-``mkdocs build --strict`` (tests/test_docs.py) and the files by their own tests.
+before it, and the reason is counted and printed. A block that only includes files
+(``--8<-- "examples/x.py"``) is not run here: ``mkdocs build --strict``
+(tests/test_docs.py) fails on a missing file, and the examples have their own tests.
 
 Output a page shows is compared with what the code produces where a test can produce
 it: mechanism.md's refusal, operations.md's ``srtm inspect`` run (redone on a private
@@ -29,7 +28,10 @@ keys and the option tables of configuration.md, quoted error messages.
 
 What the docs name but a test cannot reach is replaced in the text, openly, by
 ``SUBSTITUTIONS`` (the documented Redis is this session's private redis-server).
-Inline code such as ```srtm.metrics.GatewayMetrics``` must name something importable.
+Inline code must name what exists: ``srtm.metrics.GatewayMetrics`` something importable,
+``policy.collective_guarantee`` or ``Gate.snapshot`` an attribute of the real object,
+and simulate.md's ``burst(start=, duration=, rate=)`` a callable of ``srtm.sim`` with
+those parameters.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ class Block:
     @property
     def where(self) -> str:
         return f"{self.page}:{self.line}"
+
+    @property
+    def includes(self) -> bool:
+        """Whether the block only includes files (pymdownx.snippets' ``--8<--`` lines)."""
+        lines = [line for line in self.text.splitlines() if line.strip()]
+        return bool(lines) and all(line.startswith("--8<--") for line in lines)
 
 
 class DocError(ValueError):
@@ -314,7 +322,11 @@ def fixtures(redis_url: str) -> dict[str, str]:
 @pytest.mark.redis
 @pytest.mark.parametrize("page", PAGES)
 def test_python_blocks_run(page: str, fixtures: dict[str, str], tmp_path: Path) -> None:
-    found = [b for b in page_blocks(page) if b.language == "python" and b.marker != "not-run"]
+    found = [
+        b
+        for b in page_blocks(page)
+        if b.language == "python" and b.marker != "not-run" and not b.includes
+    ]
     if not found:
         return
     if is_session((ROOT / page).read_text(encoding="utf-8")):
@@ -692,6 +704,9 @@ def test_extractor_finds_blocks_markers_and_lines() -> None:
         ("console", 21, None),
     ]
     assert found[2].marker_arg == "(needs a live Redis cluster)"
+    assert not any(b.includes for b in found)
+    included = blocks("p.md", '```python\n--8<-- "examples/traffic.py:policy"\n```\n')
+    assert included[0].includes
     assert is_session(PAGE)
     assert srtm_commands(found[3]) == [
         ["simulate", "dsp-outage", "--scale", "0.1"],
