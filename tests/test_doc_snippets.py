@@ -173,10 +173,11 @@ def substitute(source: str, fixtures: dict[str, str]) -> str:
 
 
 # Runs blocks given on stdin as JSON [[where, line, source, file or null], ...] in one
-# namespace, each compiled against its doc line so a traceback points into the page.
+# namespace, each compiled against its doc line so a traceback points into the page. A
+# block with a top-level ``await`` or ``async with`` runs as asyncio's REPL would run it.
 DRIVER = textwrap.dedent(
     """
-    import json, sys, traceback
+    import ast, asyncio, inspect, json, sys, traceback
     sys.path.insert(0, ".")
     namespace = {"__name__": "__main__"}
     for where, line, source, file in json.load(sys.stdin):
@@ -184,7 +185,16 @@ DRIVER = textwrap.dedent(
             with open(file, "w") as out:
                 out.write(source)
         try:
-            exec(compile("\\n" * (line - 1) + source, where.split(":")[0], "exec"), namespace)
+            code = compile(
+                "\\n" * (line - 1) + source,
+                where.split(":")[0],
+                "exec",
+                flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+            )
+            if code.co_flags & inspect.CO_COROUTINE:
+                asyncio.run(eval(code, namespace))
+            else:
+                exec(code, namespace)
         except BaseException:
             print(f"block at {where} failed:", file=sys.stderr)
             traceback.print_exc()
@@ -737,6 +747,16 @@ def test_a_session_runs_in_one_namespace_and_a_broken_block_fails(tmp_path: Path
     broken = blocks("p.md", "text\n\n```python\nimport srtm\nsrtm.no_such_thing()\n```\n")
     with pytest.raises(AssertionError, match=r"(?s)p\.md:4 failed.*no_such_thing"):
         run_python(broken, {}, tmp_path)
+
+
+def test_a_block_may_await_at_top_level(tmp_path: Path) -> None:
+    shown = (
+        "import asyncio\n\nawait asyncio.sleep(0)\nasync with asyncio.timeout(5):\n    done = 1\n"
+    )
+    run_python([Block("p.md", 3, "python", shown)], {}, tmp_path)
+    broken = shown.replace("asyncio.sleep(0)", "asyncio.no_such_sleep(0)")
+    with pytest.raises(AssertionError, match="no_such_sleep"):
+        run_python([Block("p.md", 3, "python", broken)], {}, tmp_path)
 
 
 def test_a_wrong_command_or_path_fails() -> None:
