@@ -661,6 +661,14 @@ def test_quoted_error_messages_are_the_real_ones() -> None:
         assert f"`{said}`" in (ROOT / page).read_text(encoding="utf-8"), (page, said)
 
 
+def test_the_pages_have_blocks_to_check() -> None:
+    """An extractor that found nothing would pass everything: count what it finds."""
+    found = [b for page in PAGES for b in page_blocks(page)]
+    languages = [b.language for b in found]
+    assert languages.count("python") >= 8, languages
+    assert languages.count("console") + languages.count("sh") >= 12, languages
+
+
 def test_every_substitution_is_used() -> None:
     """A substitution whose documented text left the docs is stale: remove it."""
     text = "".join(b.text for page in PAGES for b in page_blocks(page))
