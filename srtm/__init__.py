@@ -6,10 +6,11 @@ a User's back end so that urgent ones go first and throttling is honoured
 (``srtm.client``).
 """
 
+import importlib
+import warnings
+
 from srtm._errors import PolicyError, SrtmError, StorageError
-from srtm.fairshare import fair_share
 from srtm.gate import Decision, Gate
-from srtm.governor import Governor, GovernorState
 from srtm.identity import (
     DEFAULT_POOL,
     FrontEndTrust,
@@ -22,22 +23,42 @@ from srtm.identity import (
     pool_by_path_prefix,
 )
 from srtm.lease import LeasePolicy
-from srtm.ledger import Quota, Reason
+from srtm.ledger import Reason
 from srtm.policy import TrafficPolicy
 
+#: The installed release (semantic versioning; see docs/stability.md).
 __version__ = "0.1.0"
+
+#: Machinery once exported here, and the module that keeps it (deprecated in 0.2).
+_MOVED: dict[str, str] = {
+    "Governor": "srtm.governor",
+    "GovernorState": "srtm.governor",
+    "Quota": "srtm.ledger",
+    "fair_share": "srtm.fairshare",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Resolve a name moved off the top level, warning where it lives now."""
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'srtm' has no attribute {name!r}")
+    warnings.warn(
+        f"srtm.{name} is deprecated; import it as 'from {module} import {name}'",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_POOL",
     "Decision",
     "FrontEndTrust",
     "Gate",
-    "Governor",
-    "GovernorState",
     "Identity",
     "LeasePolicy",
     "PolicyError",
-    "Quota",
     "Reason",
     "RequestView",
     "SrtmError",
@@ -45,7 +66,6 @@ __all__ = [
     "TrafficPolicy",
     "Unidentified",
     "__version__",
-    "fair_share",
     "identify_by_client_certificate",
     "identify_by_headers",
     "pool_by_header",

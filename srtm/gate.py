@@ -959,12 +959,19 @@ class Gate(GateCore):
         *,
         clock: Callable[[], float] = time.time,
         background: bool = True,
+        ledger_factory: Callable[[TrafficPolicy], Ledger] | None = None,
     ) -> None:
+        """Build the pools and one ledger per storage URI.
+
+        ``ledger_factory`` replaces the ledger built from a policy's storage URI (the
+        simulator passes one that counts in bulk); it is called once per distinct URI.
+        Whether a pool is shared across nodes still follows its policy's storage scheme.
+        """
         super().__init__(policy, clock=clock)
         self._ledgers: dict[str, Ledger] = self.ledger_per_pool(
-            lambda policy: policy.sync_storage_uri, ledger_for
+            lambda policy: policy.sync_storage_uri, ledger_factory or ledger_for
         )
-        self._shared = {n for n, led in self._ledgers.items() if not isinstance(led, MemoryLedger)}
+        self._shared = {n for n, p in self.pools.items() if p.policy.scheme != "memory"}
         self.use_leases(self._shared)
         self._background = background
         self._thread: threading.Thread | None = None

@@ -18,6 +18,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from srtm._extras import require
 
@@ -35,7 +36,8 @@ __all__ = [
     "pool_by_path_prefix",
 ]
 
-DEFAULT_POOL = "default"
+#: The pool a request joins when no pool resolver names one.
+DEFAULT_POOL: Final = "default"
 
 # A User ID is an EUI-64 in DCC practice; accept any short token of visible ASCII.
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srtm import Gate, Governor, TrafficPolicy
+from srtm import Gate, TrafficPolicy
+from srtm.governor import Governor
 
 
 def policy(**kwargs: object) -> TrafficPolicy:

@@ -69,6 +69,7 @@ class RetryScheduled:
     cause: str
 
 
+#: Any event a client reports to its ``on_event`` callback.
 ClientEvent = SRSettled | UserPaused | RetryScheduled
 
 

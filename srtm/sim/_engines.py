@@ -139,15 +139,16 @@ class GateEngine:
         self.now = 0.0
         # One process, counters in memory: whatever storage the policy names.
         policy = dataclasses.replace(policy, storage="memory://")
-        self.gate = Gate(policy, clock=lambda: self.now, background=False)
         self.ledger = SimLedger()
-        if not exact:
-            # The bulk path reads a window's counts and adds to them, which the gate's
-            # MemoryLedger does not offer; no public hook gives a Gate its ledger yet, so
-            # swap the one it built. (Exact runs keep the gate's own MemoryLedger.)
-            built = self.gate._ledgers[DEFAULT_POOL]
-            self.gate._ledgers[DEFAULT_POOL] = self.ledger
-            built.close()
+        # The bulk path reads a window's counts and adds to them, which the gate's
+        # MemoryLedger does not offer, so the gate is given the SimLedger. (Exact runs keep
+        # the gate's own MemoryLedger.)
+        self.gate = Gate(
+            policy,
+            clock=lambda: self.now,
+            background=False,
+            ledger_factory=None if exact else lambda _policy: self.ledger,
+        )
         self.pool = self.gate.pools[DEFAULT_POOL]
         self.governor: Governor = self.pool.governor
         self.window = policy.window

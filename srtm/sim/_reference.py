@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from srtm.policy import TrafficPolicy
 from srtm.sim._classes import Priority
@@ -35,9 +35,12 @@ __all__ = [
     "reference_users",
 ]
 
-REFERENCE_CAPACITY = 1350.0
-REFERENCE_THRESHOLD = 0.8
-REFERENCE_DAILY_VOLUME = 5_400_000.0
+#: The reference gateway's capacity, in Service Requests per second.
+REFERENCE_CAPACITY: Final = 1350.0
+#: The fraction of capacity at which traffic management engages.
+REFERENCE_THRESHOLD: Final = 0.8
+#: Service Requests a day across the reference population (70% between 00:00 and 06:00).
+REFERENCE_DAILY_VOLUME: Final = 5_400_000.0
 #: The governor recomputes once a window (1 s). The core's default is a quarter window,
 #: which costs four times as many recomputations: ``srtm simulate --control-period 0.25``.
 REFERENCE_CONTROL_PERIOD = 1.0
