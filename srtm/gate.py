@@ -74,7 +74,7 @@ __all__ = ["Decision", "Gate", "GateCore", "Reason", "normalise_pools"]
 
 L = TypeVar("L")
 
-log = logging.getLogger("srtm.gate")
+log: logging.Logger = logging.getLogger("srtm.gate")
 
 # The longest Retry-After advertised through an outage (capacity 0), seconds: long
 # enough to thin the refusals fivefold, short enough that the top-ups waiting at
@@ -243,6 +243,8 @@ def _nested() -> defaultdict[int, defaultdict[str, int]]:
 
 @dataclass
 class _Pool:
+    """One pool's policy, governor and locally decided counts (machinery)."""
+
     name: str
     policy: TrafficPolicy
     governor: Governor
@@ -272,8 +274,8 @@ class _Pool:
     swept: int = -1  # window of the last sweep of idle Users
 
     def __post_init__(self) -> None:
-        self.window = self.policy.window
-        self.window_s = max(1, math.ceil(self.window))
+        self.window: float = self.policy.window
+        self.window_s: int = max(1, math.ceil(self.window))
         self.shadow = self.policy.shadow
 
 
@@ -286,7 +288,7 @@ class GateCore:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.pools = {
+        self.pools: dict[str, _Pool] = {
             name: _Pool(name, p, Governor(p)) for name, p in normalise_pools(policy).items()
         }
         self.clock = clock
@@ -295,10 +297,12 @@ class GateCore:
         self._probe_backoff = _PROBE_FIRST
         self.degraded_since: float | None = None
         #: This node's name in the store's heartbeats.
-        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.node: str = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._shared: set[str] = set()  # pools counted in a shared store
         # Local counters: every pool of a memory store, and the fallback of shared ones.
-        self.local = MemoryLedger(window=min(p.policy.window for p in self.pools.values()))
+        self.local: MemoryLedger = MemoryLedger(
+            window=min(p.policy.window for p in self.pools.values())
+        )
 
     def ledger_per_pool(
         self, uri_of: Callable[[TrafficPolicy], str], make: Callable[[TrafficPolicy], L]

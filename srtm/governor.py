@@ -72,15 +72,15 @@ class Governor:
 
     def __init__(self, policy: TrafficPolicy) -> None:
         self.policy = policy
-        self.capacity = policy.capacity
-        self.active = False
+        self.capacity: float = policy.capacity
+        self.active: bool = False
         self.demand: dict[str, float] = {}
         self.limits: dict[str, float] | None = None
-        self.reserved = 0.0  # Σ min(demand, guarantee): named Users and the collective
-        self.collective_demand = 0.0
+        self.reserved: float = 0.0  # Σ min(demand, guarantee): named Users and the collective
+        self.collective_demand: float = 0.0
         self.collective_limit: float | None = None
-        self.offered = 0.0  # the smoothed total hysteresis reads (SR/s)
-        self.epoch = 0
+        self.offered: float = 0.0  # the smoothed total hysteresis reads (SR/s)
+        self.epoch: int = 0
         self._above = 0
         self._below = 0
         self._hold = 0.0  # seconds traffic management stays on whatever the demand

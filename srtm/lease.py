@@ -106,15 +106,15 @@ class Lease:
     )
 
     def __init__(self) -> None:
-        self.window = -1
-        self.epoch = -1
+        self.window: int = -1
+        self.epoch: int = -1
         self.quota: Quota | None = None
-        self.left = 0
-        self.used = 0
-        self.total = 0
+        self.left: int = 0
+        self.used: int = 0
+        self.total: int = 0
         self.granted_at: float | None = None
-        self.served = 0  # requests served since the last grant, the triggering ones included
-        self.rate = 0.0  # SR/s of this User on this node, estimated at each grant
+        self.served: int = 0  # requests served since the last grant, the triggering ones included
+        self.rate: float = 0.0  # SR/s of this User on this node, estimated at each grant
 
     def usable(self, window: int, epoch: int, quota: Quota) -> int:
         """What may be spent now: 0 outside the block's window; cut to a new quota."""

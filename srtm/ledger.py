@@ -472,7 +472,9 @@ class RedisLedger:
 
     def __init__(self, uri: str, *, window: float = 1.0, **options: Any) -> None:
         self.uri = uri
-        self.storage = cast(RedisStorage, built(uri, options, lambda: storage_from_string))
+        self.storage: RedisStorage = cast(
+            RedisStorage, built(uri, options, lambda: storage_from_string)
+        )
         client: Any = self.storage.get_connection()  # redis-py's client; limits types it loosely
         check_client(uri, client)
         self._client = client

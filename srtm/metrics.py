@@ -153,7 +153,7 @@ class GatewayMetrics(Collector):
                 self._series[name, user] = self._make_series(name, user)
             self._timers[name] = self._latency.labels(name)
             self._unidentified[name] = self._requests.labels(name, UNIDENTIFIED, "unidentified")
-        self.registry = CollectorRegistry() if registry is None else registry
+        self.registry: CollectorRegistry = CollectorRegistry() if registry is None else registry
         try:
             self.registry.register(self)
         except ValueError as exc:  # prometheus-client's duplicated-timeseries error

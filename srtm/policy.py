@@ -21,7 +21,7 @@ from srtm.lease import LeasePolicy
 
 __all__ = ["MIN_CONTROL_PERIOD", "SUPPORTED_SCHEMES", "TrafficPolicy", "parse_duis_version"]
 
-log = logging.getLogger("srtm.policy")
+log: logging.Logger = logging.getLogger("srtm.policy")
 
 #: limits storage schemes srtm can keep its counters in (sync name; ``async+`` is implied).
 SUPPORTED_SCHEMES = frozenset(

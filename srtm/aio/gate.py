@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncGate"]
 
-log = logging.getLogger("srtm.gate")
+log: logging.Logger = logging.getLogger("srtm.gate")
 
 # Recomputation with more Users than this runs in a worker thread, so a crowd of
 # identities never stalls the event loop (fair share is O(n log n) in the Users).

@@ -66,7 +66,7 @@ class MemoryLedger:
 
     def __init__(self, uri: str = "async+memory://", *, window: float = 1.0) -> None:
         self.uri = uri
-        self.local = SyncMemoryLedger(uri, window=window)
+        self.local: SyncMemoryLedger = SyncMemoryLedger(uri, window=window)
 
     async def take(self, pool: str, window: int, user: str, n: int, quota: Quota) -> Outcome:
         return self.local.take(pool, window, user, n, quota)
@@ -92,7 +92,9 @@ class RedisLedger:
 
     def __init__(self, uri: str, *, window: float = 1.0, **options: Any) -> None:
         self.uri = uri
-        self.storage = cast(RedisStorage, built(uri, options, lambda: storage_from_string))
+        self.storage: RedisStorage = cast(
+            RedisStorage, built(uri, options, lambda: storage_from_string)
+        )
         # limits exposes its client (redis.asyncio or coredis) through the storage's bridge.
         client: Any = self.storage.bridge.get_connection()  # type: ignore[attr-defined]
         check_client(uri, client)

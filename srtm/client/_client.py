@@ -166,19 +166,19 @@ class BaseClient(Generic[H]):
         clock: Clock | None,
         rng: random.Random | Callable[[], float] | None,
     ) -> None:
-        self.exit_timeout = _check_exit_timeout(exit_timeout)
+        self.exit_timeout: float | None = _check_exit_timeout(exit_timeout)
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValueError(f"user_id: must be a non-empty string, got {user_id!r}")
         if not isinstance(duis_version, str) or not duis_version.strip():
             raise ValueError(f"duis_version: must be a non-empty string, got {duis_version!r}")
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry: must be a RetryPolicy, got {type(retry).__name__}")
-        self.base_url = httpx.URL(base_url)
+        self.base_url: httpx.URL = httpx.URL(base_url)
         self.user_id = user_id
         self.duis_version = duis_version
         self.on_event = on_event
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.identity_headers = {
+        self.identity_headers: dict[str, str] = {
             **(headers or {}),
             "X-Service-User-ID": user_id,
             "X-DUIS-Version": duis_version,

@@ -239,12 +239,12 @@ class RetryAfterWait(wait_base):
         for name, value in (("jitter", jitter), ("jitter_ratio", jitter_ratio)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: must be zero or more, got {value!r}")
-        self.cap = float(cap)
-        self.jitter = float(jitter)
-        self.jitter_ratio = float(jitter_ratio)
-        self.backoff_initial = float(backoff_initial)
-        self.backoff_max = float(backoff_max)
-        self.clock = clock if clock is not None else SystemClock()
+        self.cap: float = float(cap)
+        self.jitter: float = float(jitter)
+        self.jitter_ratio: float = float(jitter_ratio)
+        self.backoff_initial: float = float(backoff_initial)
+        self.backoff_max: float = float(backoff_max)
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self._random = _random_source(rng)
 
     def _uniform(self, upper: float) -> float:

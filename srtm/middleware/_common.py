@@ -43,7 +43,7 @@ __all__ = [
     "status_line",
 ]
 
-log = logging.getLogger("srtm.middleware")
+log: logging.Logger = logging.getLogger("srtm.middleware")
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 #: Called with the request and the Decision whenever the gate refuses a request for a

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ASGITrafficManager"]
 
-log = logging.getLogger("srtm.middleware")
+log: logging.Logger = logging.getLogger("srtm.middleware")
 
 
 class ASGITrafficManager:
@@ -113,7 +113,7 @@ class ASGITrafficManager:
             on_refusal=on_refusal,
         )
         #: The :class:`srtm.metrics.GatewayMetrics` this middleware reports to, if any.
-        self.metrics = self._front.metrics
+        self.metrics: MetricsSink | None = self._front.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WSGITrafficManager"]
 
-log = logging.getLogger("srtm.middleware")
+log: logging.Logger = logging.getLogger("srtm.middleware")
 
 
 class WSGITrafficManager:
@@ -101,7 +101,7 @@ class WSGITrafficManager:
             on_refusal=on_refusal,
         )
         #: The :class:`srtm.metrics.GatewayMetrics` this middleware reports to, if any.
-        self.metrics = self._front.metrics
+        self.metrics: MetricsSink | None = self._front.metrics
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         environ["srtm.gate"] = self.gate

@@ -15,7 +15,7 @@ from typing import cast
 
 __all__ = ["Priority", "class_name"]
 
-log = logging.getLogger("srtm.sim")
+log: logging.Logger = logging.getLogger("srtm.sim")
 
 
 class _Priority(enum.IntEnum):

@@ -31,7 +31,7 @@ class UnknownScenario(SimulationError, LookupError):
 
     def __init__(self, name: str, choices: Iterable[str], detail: str | None = None) -> None:
         self.name = name
-        self.choices = tuple(choices)
+        self.choices: tuple[str, ...] = tuple(choices)
         message = detail or f"unknown scenario {name!r}"
         super().__init__(
             f"{message}; built-in scenarios: {', '.join(self.choices)} "
