@@ -516,7 +516,8 @@ OBJECT_PATH = re.compile(
 
 def real_objects() -> dict[str, object]:
     """What the docs' inline ``policy.x``, ``gate.x``... refer to, built for real."""
-    from srtm import Decision, Governor
+    from srtm import Decision
+    from srtm.governor import Governor
     from srtm.metrics import GatewayMetrics
     from srtm.middleware import ASGITrafficManager
 
