@@ -13,10 +13,14 @@ import inspect
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import srtm
+
+if TYPE_CHECKING:
+    from srtm.ledger import Ledger
 
 #: Every public module and the exact names it exports (sorted).
 SURFACE: dict[str, list[str]] = {
@@ -260,3 +264,27 @@ def test_package_is_typed() -> None:
     from importlib.resources import files
 
     assert files("srtm").joinpath("py.typed").is_file()
+
+
+def test_gate_takes_a_ledger_factory() -> None:
+    """The simulator's seam: a Gate counts in the ledger its factory builds, once per URI."""
+    from srtm.sim._ledger import SimLedger
+
+    built: list[srtm.TrafficPolicy] = []
+    ledger = SimLedger()
+
+    def factory(policy: srtm.TrafficPolicy) -> Ledger:
+        built.append(policy)
+        return ledger
+
+    pools = {
+        "a": srtm.TrafficPolicy(capacity=100, allocations={"u": 10}),
+        "b": srtm.TrafficPolicy(capacity=50, allocations={"u": 5}),
+    }
+    gate = srtm.Gate(pools, clock=lambda: 10.0, background=False, ledger_factory=factory)
+    assert len(built) == 1  # both pools name memory://: one ledger, shared
+    decision = gate.decide(srtm.Identity("u", "4.1", "a"), 3, now=10.0)
+    assert decision.admitted
+    admitted, total, _ = ledger.counts("a", gate.window_of(gate.pool("a"), 10.0))
+    assert (dict(admitted), total) == ({"u": 3}, 3)
+    assert ledger.counts("b", gate.window_of(gate.pool("b"), 10.0))[1] == 0
