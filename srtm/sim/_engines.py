@@ -192,11 +192,11 @@ class GateEngine:
         if floor is None:
             return False
         admitted, total, most = self.ledger.counts(DEFAULT_POOL, math.floor(now / self.window))
-        if total + sum(counts) > _count(self.governor.budget, self.window):
+        names = self.names
+        if total + sum(counts) > self._budget([names[u] for u in users]):
             return False
         if most + max(counts) <= floor:
             return True
-        names = self.names
         return all(
             admitted.get(names[u], 0) + n <= floor for u, n in zip(users, counts, strict=True)
         )
@@ -206,7 +206,13 @@ class GateEngine:
         if floor is None:
             return False
         _, so_far, _ = self.ledger.counts(DEFAULT_POOL, math.floor(now / self.window))
-        return so_far == 0 and total <= _count(self.governor.budget, self.window) and most <= floor
+        return so_far == 0 and total <= self._budget(self.names) and most <= floor
+
+    def _budget(self, names: Sequence[str]) -> int:
+        """The least window budget these Users face: a collective member the governor has
+        not seen yet faces less than the pool's (:meth:`Governor.budget_for`)."""
+        budget_for = self.governor.budget_for
+        return min((_count(budget_for(name), self.window) for name in set(names)), default=0)
 
     def admit(self, users: Sequence[int], counts: Sequence[int], now: float) -> None:
         names = self.names
