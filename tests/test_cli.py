@@ -277,38 +277,28 @@ def test_inspect_and_set_capacity_through_the_srtm_command(redis_db: str) -> Non
         for _ in range(3):
             assert gate.decide(Identity("a", "4.1")).admitted == 1
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-        shown = subprocess.run(
-            [*_srtm_command(), "inspect", redis_db, "--json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=env,
-        )
+
+        def srtm(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*_srtm_command(), *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env=env,
+            )
+
+        shown = srtm("inspect", redis_db, "--json")
         assert shown.returncode == 0, shown.stderr
         pool = json.loads(shown.stdout)["pools"]["default"]
         assert pool["nodes"] == [gate.node]
         offered = sum(pool["windows"][w].get("a", {}).get("offered", 0) for w in pool["windows"])
         assert offered == 3
-        set_ = subprocess.run(
-            [*_srtm_command(), "set-capacity", redis_db, "50"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=env,
-        )
+        set_ = srtm("set-capacity", redis_db, "50")
         assert set_.returncode == 0, set_.stderr
         gate.tick()
         assert gate.pool("default").governor.capacity == 50
-        bad = subprocess.run(
-            [*_srtm_command(), "set-capacity", redis_db, "-5"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=env,
-        )
+        bad = srtm("set-capacity", redis_db, "-5")
         assert bad.returncode == 2
         assert "Traceback" not in bad.stderr
     finally:
