@@ -67,6 +67,9 @@ def machine() -> dict[str, Any]:
         )
     return {
         "nproc": os.cpu_count(),
+        # What else the machine was doing: the 1, 5 and 15 minute load averages when the
+        # script started (figures taken at a load near nproc share the CPUs with it).
+        "load": [round(x, 2) for x in os.getloadavg()],
         "cpu": model,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -189,17 +192,38 @@ def us(seconds: float) -> str:
 # -- output ---------------------------------------------------------------------------------
 
 
+# Every table a script prints since its last write_json, so that its JSON carries the very
+# cells it printed and bench/report.py can render docs/benchmarks.md from them.
+_TABLES: list[dict[str, Any]] = []
+
+
 def write_json(name: str, payload: Mapping[str, Any], out: Path | None = None) -> Path:
-    """Write ``bench/results/<name>.json`` (or into ``out``) and return its path."""
+    """Write ``bench/results/<name>.json`` (or into ``out``) and return its path.
+
+    The tables printed since the last call go into it under ``tables``.
+    """
     folder = out or RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    document = dict(payload)
+    if _TABLES:
+        document.setdefault("tables", list(_TABLES))
+        _TABLES.clear()
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
     return path
 
 
-def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
-    """A plain fixed-width table."""
+def table(
+    rows: Sequence[Sequence[object]], header: Sequence[str], *, title: str | None = None
+) -> str:
+    """A plain fixed-width table, also recorded for the script's JSON under ``title``."""
+    _TABLES.append(
+        {
+            "title": title or f"table {len(_TABLES) + 1}",
+            "header": [str(c) for c in header],
+            "rows": [[str(c).strip() for c in row] for row in rows],
+        }
+    )
     cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
