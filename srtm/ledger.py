@@ -66,7 +66,7 @@ class Quota:
     cap: int  # pool total that is never exceeded
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per store decision, frozen costs (issue 11)
 class Outcome:
     """How many of the offered requests were admitted, and the counts after."""
 
@@ -147,6 +147,46 @@ if k < n then
   if total >= cap then reason = 2 else reason = 1 end
 end
 return {k, reason, used, total}
+"""
+
+# TAKE_SCRIPT for several Users of one pool and window in one call (the async gate's
+# batches): each entry is decided in turn exactly as its own TAKE_SCRIPT call would be,
+# so a batch decides what the same calls one at a time would.
+# KEYS: offered hash, admitted hash.
+# ARGV: ttl, then per entry: user, n, limit, guarantee, budget, cap, want, earlier.
+# Returns k, reason, used, total per entry, flat.
+TAKE_MANY_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local out = {}
+local total = tonumber(redis.call('HGET', KEYS[2], '') or '0')
+for i = 2, #ARGV, 8 do
+  local user = ARGV[i]
+  local n = tonumber(ARGV[i + 1])
+  local limit, guarantee = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local budget, cap = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local want = tonumber(ARGV[i + 6])
+  local offered = n + tonumber(ARGV[i + 7])
+  if redis.call('HINCRBY', KEYS[1], user, offered) == offered then
+    redis.call('EXPIRE', KEYS[1], ttl)
+  end
+  local used = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+  local k = math.min(want, limit - used, cap - total, math.max(budget - total, guarantee - used))
+  if k < 0 then k = 0 end
+  if k > 0 then
+    used = redis.call('HINCRBY', KEYS[2], user, k)
+    total = redis.call('HINCRBY', KEYS[2], '', k)
+    if total == k then redis.call('EXPIRE', KEYS[2], ttl) end
+  end
+  local reason = 0
+  if k < n then
+    if total >= cap then reason = 2 else reason = 1 end
+  end
+  out[#out + 1] = k
+  out[#out + 1] = reason
+  out[#out + 1] = used
+  out[#out + 1] = total
+end
+return out
 """
 
 # Add counted-locally offered requests to some windows, then read the previous and the
@@ -440,6 +480,30 @@ class MemoryLedger:
                 counts.admitted[user] = used
                 counts.total = total = total + k
             return Outcome(k, reason, used, total)
+
+    def admit(self, pool: str, window: int, user: str, n: int, quota: Quota) -> int:
+        """Admit all ``n`` requests and return the User's room left, or -1 and count nothing.
+
+        The common case of :meth:`take` without building an :class:`Outcome`: the gate
+        calls :meth:`take` when this returns -1, so a refusal is counted exactly once.
+        """
+        with self._lock:
+            counts = self._windows.get((pool, window)) or self._counts(pool, window)
+            admitted = counts.admitted
+            used = admitted.get(user, 0)
+            total = counts.total
+            # room(), inlined: this is the path nearly every in-memory decision takes
+            left = min(quota.limit - used, quota.cap - total)
+            spare = max(quota.budget - total, quota.guarantee - used)
+            if spare < left:
+                left = spare
+            if left < n:
+                return -1
+            offered = counts.offered
+            offered[user] = offered.get(user, 0) + n
+            admitted[user] = used + n
+            counts.total = total + n
+            return left - n
 
     def count(self, pool: str, window: int, user: str, n: int) -> None:
         """Count ``n`` offered requests decided elsewhere (refused from a cache)."""
