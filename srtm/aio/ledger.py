@@ -10,6 +10,7 @@ from limits.storage import storage_from_string
 from srtm.ledger import (
     FLUSH_SCRIPT,
     SYNC_SCRIPT,
+    TAKE_MANY_SCRIPT,
     TAKE_SCRIPT,
     Outbox,
     Outcome,
@@ -29,11 +30,15 @@ from srtm.ledger import (
 from srtm.ledger import MemoryLedger as SyncMemoryLedger
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from srtm.policy import TrafficPolicy
 
-__all__ = ["Ledger", "MemoryLedger", "RedisLedger", "ledger_for"]
+__all__ = ["Entry", "Ledger", "MemoryLedger", "RedisLedger", "ledger_for"]
+
+#: One User's part of a batched grant: (user, n, want, quota, earlier), as
+#: :meth:`RedisLedger.grant` takes them.
+Entry = tuple[str, int, int, Quota, int]
 
 
 class Ledger(Protocol):
@@ -101,6 +106,7 @@ class RedisLedger:
         self._client = client
         # Both clients' script objects are awaitable when called with keys= and args=.
         self._take = client.register_script(TAKE_SCRIPT)
+        self._take_many = client.register_script(TAKE_MANY_SCRIPT)
         self._flush = client.register_script(FLUSH_SCRIPT)
         self._sync = client.register_script(SYNC_SCRIPT)
         self._ttl = ttl_for(window)
@@ -127,6 +133,23 @@ class RedisLedger:
         )
         k, reason, used, total = cast(list[int], reply)
         return Outcome(int(k), Reason(int(reason)), int(used), int(total))
+
+    async def grant_many(self, pool: str, window: int, entries: Sequence[Entry]) -> list[Outcome]:
+        """:meth:`grant` for several Users of one pool and window, in one script call.
+
+        Entries are decided in order, each as its own :meth:`grant` would be.
+        """
+        args: list[str | int] = [self._ttl]
+        for user, n, want, quota, earlier in entries:
+            args += (user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, want, earlier)
+        keys = list(redis_keys(pool, window))
+        flat = cast(list[int], await self._take_many(keys=keys, args=args))
+        if len(flat) != 4 * len(entries):
+            raise RuntimeError(f"batch of {len(entries)} answered with {len(flat)} figures")
+        return [
+            Outcome(int(flat[i]), Reason(int(flat[i + 1])), int(flat[i + 2]), int(flat[i + 3]))
+            for i in range(0, len(flat), 4)
+        ]
 
     async def flush_and_read(
         self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
