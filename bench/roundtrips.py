@@ -21,6 +21,12 @@ peers where they apply:
 srtm's recomputation (one script call per pool and control period per node, the
 ``flush``) is counted apart from the decisions: it does not grow with traffic.
 
+Then the async gate's coalesced calls at 1, 8 and 32 concurrent tasks, every request
+in one window: store commands per admitted request (50 Users; concurrent Users share
+one batched script call), and store commands that carried a refusal of one User
+another node has already taken past its limit (single-flight: at most one per User and
+window, whatever the concurrency). Round trips there are commands: a batch is one.
+
 Usage: ``python bench/roundtrips.py [--quick] [--redis-url URL]``.
 """
 
@@ -205,6 +211,76 @@ def measure_srtm(
     }
 
 
+# -- concurrency: the async gate's coalesced calls ---------------------------------------------
+
+#: Concurrent tasks deciding at once (connections in flight, for a server).
+CONCURRENCY = (1, 8, 32)
+#: A virtual instant inside one 10 s window: every request of a run falls in it.
+AT = START + 1.0
+
+
+async def run_concurrent(
+    url: str, scenario: str, tasks: int, n: int, names: list[str]
+) -> dict[str, Any]:
+    """``n`` decisions split over ``tasks`` tasks, all in one window; server commands counted.
+
+    ``admitted``: 50 Users, nothing refused. ``refused``: one User another node has
+    already taken past its limit, so this node learns of the refusal from the store.
+    """
+    import time
+
+    policy = TrafficPolicy(
+        capacity=100 * RATE if scenario == "admitted" else 100, window=10.0, storage=url
+    )
+    if scenario == "refused":
+        other = AsyncGate(policy, background=False)
+        await other.decide(Identity(names[0], "4.1"), 10_000, now=AT)  # past its limit
+        await other.close()
+    gate = AsyncGate(policy, background=False)
+    ids = [Identity(u, "4.1") for u in names]
+    who = [ids[i % len(ids)] for i in range(n)] if scenario == "admitted" else [ids[0]] * n
+    # both scripts loaded, so a first call's NOSCRIPT is not counted
+    await asyncio.gather(*(gate.decide(Identity(f"warm{i}", "4.1"), now=AT) for i in range(3)))
+    statuses: Counter[int] = Counter()
+    count = CommandCount(url)
+
+    async def worker(j: int) -> None:
+        for i in range(j, n, tasks):
+            statuses[(await gate.decide(who[i], now=AT + i * 1e-7)).status] += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(j) for j in range(tasks)))
+    seconds = time.perf_counter() - began
+    commands = count.delta()
+    count.close()
+    await gate.close()
+    total = round_trips(commands)
+    admitted = statuses.get(200, 0)
+    return {
+        "tasks": tasks,
+        "decisions": n,
+        "statuses": dict(statuses),
+        "commands": commands,
+        "round_trips": total,
+        "per_admitted": round(total / admitted, 5) if admitted else None,
+        # one User, one window: every store command of the run carried its refusals
+        "refusal_calls_per_user_window": total if scenario == "refused" else None,
+        "us_per_decision": round(seconds / n * 1e6, 2),
+    }
+
+
+def measure_concurrency(url: str, n: int, names: list[str]) -> dict[str, Any]:
+    """Both scenarios at each concurrency, on an emptied store each time."""
+    out: dict[str, Any] = {}
+    for scenario in ("admitted", "refused"):
+        for tasks in CONCURRENCY:
+            flush_redis(url)
+            out[f"{scenario} c={tasks}"] = asyncio.run(
+                run_concurrent(url, scenario, tasks, n, names)
+            )
+    return out
+
+
 # -- peers ----------------------------------------------------------------------------------
 
 
@@ -287,6 +363,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         " ".join(f"{k}:{v}" for k, v in fig["commands"].items()),
                     ]
                 )
+        conc = measure_concurrency(url, min(n, 5000), names)
+        result["concurrency"] = conc
+        crow = [
+            [
+                label,
+                fig["decisions"],
+                fig["round_trips"],
+                "-" if fig["per_admitted"] is None else f"{fig['per_admitted']:.4f}",
+                "-"
+                if fig["refusal_calls_per_user_window"] is None
+                else fig["refusal_calls_per_user_window"],
+                fig["us_per_decision"],
+            ]
+            for label, fig in conc.items()
+        ]
+    print(
+        table(
+            crow,
+            [
+                "srtm async, concurrent tasks",
+                "decisions",
+                "round trips",
+                "per admitted",
+                "refusal calls / User / window",
+                "us/decision (shared machine)",
+            ],
+        )
+    )
     print(
         table(
             rows,
@@ -336,6 +440,24 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": refused <= 0.001,
             }
         )
+    for label, fig in result.get("concurrency", {}).items():
+        if fig["per_admitted"] is not None and label.startswith("admitted"):
+            checks.append(
+                {
+                    "target": f"srtm async, {label}: at most 1 store command per admitted request",
+                    "measured": fig["per_admitted"],
+                    "met": fig["per_admitted"] <= 1.0,
+                }
+            )
+        if fig["refusal_calls_per_user_window"] is not None:
+            checks.append(
+                {
+                    "target": f"srtm async, {label}: refusals reach the store at most once "
+                    "per User per window",
+                    "measured": fig["refusal_calls_per_user_window"],
+                    "met": fig["refusal_calls_per_user_window"] <= 1,
+                }
+            )
     return checks
 
 
