@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from limits.aio.storage import RedisStorage
@@ -30,7 +31,7 @@ from srtm.ledger import (
 from srtm.ledger import MemoryLedger as SyncMemoryLedger
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
 
     from srtm.policy import TrafficPolicy
 
@@ -97,6 +98,15 @@ class RedisLedger:
 
     def __init__(self, uri: str, *, window: float = 1.0, **options: Any) -> None:
         self.uri = uri
+        # redis-py's asyncio client bounds each send and each read with an asyncio
+        # timeout of its own (two per command: 20 us of a 75 us PING here); one bound
+        # on the whole call costs a fifth of that and still fails a call within
+        # ``socket_timeout``: on timeout the client drops the connection, as it does
+        # for its own timeouts.
+        self._timeout: float | None = None
+        if options.get("implementation", "redispy") == "redispy":
+            self._timeout = options.get("socket_timeout")
+            options = {**options, "socket_timeout": None}
         self.storage: RedisStorage = cast(
             RedisStorage, built(uri, options, lambda: storage_from_string)
         )
@@ -126,11 +136,14 @@ class RedisLedger:
     ) -> Outcome:
         """Count ``n`` offered requests (and ``earlier`` ones decided locally) and grant
         up to ``want`` admissions (a lease)."""
-        quotas = [quota.limit, quota.guarantee, quota.budget, quota.cap]
-        reply = await self._take(
-            keys=list(redis_keys(pool, window)),
-            args=[user, n, *quotas, self._ttl, want, earlier],
-        )
+        keys = list(redis_keys(pool, window))
+        args = [user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, self._ttl]
+        args += (want, earlier)
+        if self._timeout is None:
+            reply = await self._take(keys=keys, args=args)
+        else:
+            async with asyncio.timeout(self._timeout):
+                reply = await self._take(keys=keys, args=args)
         k, reason, used, total = cast(list[int], reply)
         return Outcome(int(k), Reason(int(reason)), int(used), int(total))
 
@@ -143,7 +156,7 @@ class RedisLedger:
         for user, n, want, quota, earlier in entries:
             args += (user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, want, earlier)
         keys = list(redis_keys(pool, window))
-        flat = cast(list[int], await self._take_many(keys=keys, args=args))
+        flat = cast(list[int], await self._bounded(self._take_many(keys=keys, args=args)))
         if len(flat) != 4 * len(entries):
             raise RuntimeError(f"batch of {len(entries)} answered with {len(flat)} figures")
         return [
@@ -155,7 +168,8 @@ class RedisLedger:
         self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
     ) -> tuple[dict[str, int], dict[str, int]]:
         keys, args = flush_args(pool, pending, window, self._ttl)
-        previous, current = cast(list[list[Any]], await self._flush(keys=keys, args=args))
+        reply = await self._bounded(self._flush(keys=keys, args=args))
+        previous, current = cast(list[list[Any]], reply)
         return decode_counts(previous), decode_counts(current)
 
     async def sync(
@@ -166,14 +180,21 @@ class RedisLedger:
         ``seconds`` is the pool's window length, published for ``srtm inspect``.
         """
         keys, args = sync_args(pool, window, self._ttl, node, alive, seconds, out)
-        return decode_synced(cast(list[Any], await self._sync(keys=keys, args=args)))
+        return decode_synced(cast(list[Any], await self._bounded(self._sync(keys=keys, args=args))))
 
     async def leave(self, pool: str, node: str) -> None:
         """Take this node off the pool's live nodes (a clean shutdown is no lapse)."""
         if hasattr(self._client, "aclose"):  # redis.asyncio: members as arguments
-            await self._client.zrem(store_keys(pool)[0], node)
+            await self._bounded(self._client.zrem(store_keys(pool)[0], node))
         else:  # coredis: members as a list
             await self._client.zrem(store_keys(pool)[0], [node])
+
+    async def _bounded(self, call: Awaitable[Any]) -> Any:
+        """Await a store call within the client's ``socket_timeout`` (see ``__init__``)."""
+        if self._timeout is None:
+            return await call
+        async with asyncio.timeout(self._timeout):
+            return await call
 
     async def close(self) -> None:
         aclose = getattr(self._client, "aclose", None)
