@@ -419,6 +419,8 @@ class AsyncGate(GateCore):
                     await leave(name, self.node)
                 except Exception:  # a dead store: the heartbeat lapses instead
                     log.debug("srtm: could not leave the live nodes", exc_info=True)
+        for batcher in {id(b): b for b in self._batchers.values()}.values():
+            await batcher.close()  # calls in flight answer their waiters first
         for ledger in {id(led): led for led in self._ledgers.values()}.values():
             try:
                 await ledger.close()

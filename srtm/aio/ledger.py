@@ -104,7 +104,7 @@ class RedisLedger:
         # ``socket_timeout``: on timeout the client drops the connection, as it does
         # for its own timeouts.
         self._timeout: float | None = None
-        if options.get("implementation", "redispy") == "redispy":
+        if options.get("implementation") == "redispy":  # limits' own default is coredis
             self._timeout = options.get("socket_timeout")
             options = {**options, "socket_timeout": None}
         self.storage: RedisStorage = cast(
