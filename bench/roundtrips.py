@@ -21,7 +21,9 @@ peers where they apply:
 srtm's recomputation (one script call per pool and control period per node, the
 ``flush``) is counted apart from the decisions: it does not grow with traffic.
 
-Then the async gate's coalesced calls at 1, 8 and 32 concurrent tasks, every request
+Then the cost of one decision against one raw ``limits`` fixed-window hit on the same
+Redis, one request at a time in process (medians of interleaved rounds), and the async
+gate's coalesced calls at 1, 8 and 32 concurrent tasks, every request
 in one window: store commands per admitted request (50 Users; concurrent Users share
 one batched script call), and store commands that carried a refusal of one User
 another node has already taken past its limit (single-flight: at most one per User and
@@ -281,6 +283,93 @@ def measure_concurrency(url: str, n: int, names: list[str]) -> dict[str, Any]:
     return out
 
 
+# -- cost per request: srtm's decision against one raw limits hit ------------------------------
+
+
+def _sync_costs(url: str, n: int, names: list[str]) -> dict[str, float]:
+    """Microseconds per call, one at a time: Gate.decide (leases off and on), a raw hit."""
+    import time
+
+    from limits import RateLimitItemPerSecond
+    from limits.storage import storage_from_string
+    from limits.strategies import FixedWindowRateLimiter
+
+    ids = [Identity(u, "4.1") for u in names]
+    out: dict[str, float] = {}
+    for label, lease in (("srtm sync", None), ("srtm sync, lease", LEASE)):
+        gate = Gate(TrafficPolicy(capacity=100 * RATE, storage=url, lease=lease), background=False)
+        for i in range(200):
+            gate.decide(ids[i % len(ids)])
+        began = time.perf_counter()
+        for i in range(n):
+            gate.decide(ids[i % len(ids)])
+        out[label] = (time.perf_counter() - began) / n * 1e6
+        gate.close()
+    storage = storage_from_string(url)
+    limiter, item = FixedWindowRateLimiter(storage), RateLimitItemPerSecond(_apps.HIGH)
+    for i in range(200):
+        limiter.hit(item, names[i % len(names)])
+    began = time.perf_counter()
+    for i in range(n):
+        limiter.hit(item, names[i % len(names)])
+    out["limits hit, sync"] = (time.perf_counter() - began) / n * 1e6
+    return out
+
+
+async def _async_costs(url: str, n: int, names: list[str]) -> dict[str, float]:
+    """The async twin of :func:`_sync_costs` (redis-py's asyncio client on both sides)."""
+    import time
+
+    from limits import RateLimitItemPerSecond
+    from limits.aio.strategies import FixedWindowRateLimiter
+    from limits.storage import storage_from_string
+
+    ids = [Identity(u, "4.1") for u in names]
+    out: dict[str, float] = {}
+    for label, lease in (("srtm async", None), ("srtm async, lease", LEASE)):
+        gate = AsyncGate(
+            TrafficPolicy(capacity=100 * RATE, storage=url, lease=lease), background=False
+        )
+        for i in range(200):
+            await gate.decide(ids[i % len(ids)])
+        began = time.perf_counter()
+        for i in range(n):
+            await gate.decide(ids[i % len(ids)])
+        out[label] = (time.perf_counter() - began) / n * 1e6
+        await gate.close()
+    storage = storage_from_string("async+" + url, implementation="redispy")
+    limiter, item = FixedWindowRateLimiter(storage), RateLimitItemPerSecond(_apps.HIGH)
+    for i in range(200):
+        await limiter.hit(item, names[i % len(names)])
+    began = time.perf_counter()
+    for i in range(n):
+        await limiter.hit(item, names[i % len(names)])
+    out["limits hit, async"] = (time.perf_counter() - began) / n * 1e6
+    return out
+
+
+def measure_costs(url: str, n: int, names: list[str], rounds: int) -> dict[str, Any]:
+    """Medians over interleaved rounds (the machine is shared: ratios within one run)."""
+    samples: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        flush_redis(url)
+        got = {**_sync_costs(url, n, names), **asyncio.run(_async_costs(url, n, names))}
+        for label, us in got.items():
+            samples.setdefault(label, []).append(us)
+    medians = {label: sorted(v)[len(v) // 2] for label, v in samples.items()}
+    return {
+        "rounds": rounds,
+        "requests_per_round": n,
+        "us_median": {k: round(v, 1) for k, v in medians.items()},
+        "us_spread": {k: [round(min(v), 1), round(max(v), 1)] for k, v in samples.items()},
+        "ratio_to_limits_hit": {
+            label: round(us / medians[f"limits hit, {label.split()[1].rstrip(',')}"], 3)
+            for label, us in medians.items()
+            if label.startswith("srtm")
+        },
+    }
+
+
 # -- peers ----------------------------------------------------------------------------------
 
 
@@ -365,6 +454,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
         conc = measure_concurrency(url, min(n, 5000), names)
         result["concurrency"] = conc
+        costs = measure_costs(url, min(n, 3000), names, 3 if args.quick else 7)
+        result["cost_per_request"] = costs
         crow = [
             [
                 label,
@@ -378,6 +469,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ]
             for label, fig in conc.items()
         ]
+    print(
+        table(
+            [
+                [label, us, costs["ratio_to_limits_hit"].get(label, "-")]
+                for label, us in costs["us_median"].items()
+            ],
+            ["one request at a time, in process", "us (median)", "/ limits hit"],
+        )
+    )
     print(
         table(
             crow,
@@ -440,6 +540,16 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": refused <= 0.001,
             }
         )
+    for label, ratio in result.get("cost_per_request", {}).get("ratio_to_limits_hit", {}).items():
+        if "lease" not in label:
+            checks.append(
+                {
+                    "target": f"{label}, Redis without leases: within 1.2x of a raw limits hit "
+                    "per request (in process, one at a time)",
+                    "measured": ratio,
+                    "met": ratio <= 1.2,
+                }
+            )
     for label, fig in result.get("concurrency", {}).items():
         if fig["per_admitted"] is not None and label.startswith("admitted"):
             checks.append(
