@@ -1,8 +1,9 @@
 """Redis round trips per decision, counted by the server (``INFO commandstats``).
 
 A private redis-server counts every command it runs. Commands that only ever run
-inside a Lua script (``hincrby``, ``hget``, ``hgetall``, ``expire``, ``incrby``) are
-not round trips; everything else the clients send is: ``evalsha``/``eval`` (srtm's
+inside a Lua script (``hincrby``, ``hget``, ``hgetall``, ``expire``, ``incrby``, and
+the heartbeat's ``hset``, ``pexpire``, ``time``, ``zadd``, ``zcount``,
+``zremrangebyscore``) are not round trips; everything else the clients send is: ``evalsha``/``eval`` (srtm's
 one script call, ``limits``' fixed-window increment), ``get``/``ttl`` (``limits``'
 window statistics), ``script|load``. srtm never pipelines, so for srtm a command is
 a round trip.
@@ -60,7 +61,19 @@ from srtm.gate import Gate
 from srtm.lease import LeasePolicy
 
 #: Commands that only run inside Lua scripts here: not round trips.
-INSIDE_SCRIPTS = {"hincrby", "hget", "hgetall", "expire", "incrby"}
+INSIDE_SCRIPTS = {
+    "hincrby",
+    "hget",
+    "hgetall",
+    "expire",
+    "incrby",  # the decision scripts, limits'
+    "hset",
+    "pexpire",
+    "time",
+    "zadd",
+    "zcount",
+    "zremrangebyscore",  # SYNC_SCRIPT
+}
 RATE = 20_000.0
 START = 1_700_000_000.0
 LEASE = LeasePolicy()

@@ -116,7 +116,9 @@ def redis_keys(pool: str, window: int) -> tuple[str, str]:
     return f"srtm:{{{pool}}}:{window}:offered", f"srtm:{{{pool}}}:{window}:admitted"
 
 
-# The twin of admit_count, plus counting the offered requests, in one round trip. With
+# The twin of admit_count, plus counting the offered requests, in one round trip. It
+# answers "k reason used total" as one string: redis-py reads a 4-item array reply for
+# 11 us more than one bulk string (of a ~95 us call here; see decode_outcome). With
 # an 8th argument ``want`` (>= n) it grants up to ``want`` admissions at once, a lease
 # (grant_count is its twin); the reason speaks for the n requests at hand.
 # A 9th, ``earlier``, adds offered requests this node decided locally since (served
@@ -146,7 +148,7 @@ local reason = 0
 if k < n then
   if total >= cap then reason = 2 else reason = 1 end
 end
-return {k, reason, used, total}
+return string.format('%d %d %d %d', k, reason, used, total)
 """
 
 # TAKE_SCRIPT for several Users of one pool and window in one call (the async gate's
@@ -154,7 +156,7 @@ return {k, reason, used, total}
 # so a batch decides what the same calls one at a time would.
 # KEYS: offered hash, admitted hash.
 # ARGV: ttl, then per entry: user, n, limit, guarantee, budget, cap, want, earlier.
-# Returns k, reason, used, total per entry, flat.
+# Returns "k reason used total" per entry, all in one space-separated string.
 TAKE_MANY_SCRIPT = """
 local ttl = tonumber(ARGV[1])
 local out = {}
@@ -181,12 +183,9 @@ for i = 2, #ARGV, 8 do
   if k < n then
     if total >= cap then reason = 2 else reason = 1 end
   end
-  out[#out + 1] = k
-  out[#out + 1] = reason
-  out[#out + 1] = used
-  out[#out + 1] = total
+  out[#out + 1] = string.format('%d %d %d %d', k, reason, used, total)
 end
-return out
+return table.concat(out, ' ')
 """
 
 # Add counted-locally offered requests to some windows, then read the previous and the
@@ -391,6 +390,24 @@ def flush_args(
     return keys, args
 
 
+def decode_outcome(reply: bytes | str) -> Outcome:
+    """:data:`TAKE_SCRIPT`'s reply, ``"k reason used total"``."""
+    k, reason, used, total = reply.split()
+    return Outcome(int(k), _REASONS[int(reason)], int(used), int(total))
+
+
+def decode_outcomes(reply: bytes | str) -> list[Outcome]:
+    """:data:`TAKE_MANY_SCRIPT`'s reply: four figures per entry."""
+    figures = [int(x) for x in reply.split()]
+    return [
+        Outcome(figures[i], _REASONS[figures[i + 1]], figures[i + 2], figures[i + 3])
+        for i in range(0, len(figures), 4)
+    ]
+
+
+_REASONS = tuple(Reason)  # by value: ADMITTED, USER, CAPACITY
+
+
 def decode_counts(flat: list[Any]) -> dict[str, int]:
     """HGETALL's flat reply -> {user: count}."""
     out: dict[str, int] = {}
@@ -566,11 +583,11 @@ class RedisLedger:
         ``Outcome.admitted`` may exceed ``n``: the rest is the lease.
         """
         quotas = [quota.limit, quota.guarantee, quota.budget, quota.cap]
-        k, reason, used, total = self._take(
+        reply = self._take(
             keys=redis_keys(pool, window),
             args=[user, n, *quotas, self._ttl, want, earlier],
         )
-        return Outcome(int(k), Reason(int(reason)), int(used), int(total))
+        return decode_outcome(reply)
 
     def flush_and_read(
         self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int

@@ -16,11 +16,12 @@ from srtm.ledger import (
     Outbox,
     Outcome,
     Quota,
-    Reason,
     Synced,
     built,
     check_client,
     decode_counts,
+    decode_outcome,
+    decode_outcomes,
     decode_synced,
     flush_args,
     redis_keys,
@@ -144,8 +145,7 @@ class RedisLedger:
         else:
             async with asyncio.timeout(self._timeout):
                 reply = await self._take(keys=keys, args=args)
-        k, reason, used, total = cast(list[int], reply)
-        return Outcome(int(k), Reason(int(reason)), int(used), int(total))
+        return decode_outcome(reply)
 
     async def grant_many(self, pool: str, window: int, entries: Sequence[Entry]) -> list[Outcome]:
         """:meth:`grant` for several Users of one pool and window, in one script call.
@@ -156,13 +156,10 @@ class RedisLedger:
         for user, n, want, quota, earlier in entries:
             args += (user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, want, earlier)
         keys = list(redis_keys(pool, window))
-        flat = cast(list[int], await self._bounded(self._take_many(keys=keys, args=args)))
-        if len(flat) != 4 * len(entries):
-            raise RuntimeError(f"batch of {len(entries)} answered with {len(flat)} figures")
-        return [
-            Outcome(int(flat[i]), Reason(int(flat[i + 1])), int(flat[i + 2]), int(flat[i + 3]))
-            for i in range(0, len(flat), 4)
-        ]
+        outcomes = decode_outcomes(await self._bounded(self._take_many(keys=keys, args=args)))
+        if len(outcomes) != len(entries):
+            raise RuntimeError(f"batch of {len(entries)} answered with {len(outcomes)} outcomes")
+        return outcomes
 
     async def flush_and_read(
         self, pool: str, pending: Mapping[int, Mapping[str, int]], window: int
