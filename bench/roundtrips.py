@@ -3,9 +3,9 @@
 A private redis-server counts every command it runs. Commands that only ever run
 inside a Lua script (``hincrby``, ``hget``, ``hgetall``, ``expire``, ``incrby``, and
 the heartbeat's ``hset``, ``pexpire``, ``time``, ``zadd``, ``zcount``,
-``zremrangebyscore``) are not round trips; everything else the clients send is: ``evalsha``/``eval`` (srtm's
-one script call, ``limits``' fixed-window increment), ``get``/``ttl`` (``limits``'
-window statistics), ``script|load``. srtm never pipelines, so for srtm a command is
+``zremrangebyscore``) are not round trips; everything else the clients send is:
+``evalsha``/``eval`` (srtm's one script call, ``limits``' fixed-window increment),
+``get``/``ttl`` (``limits``' window statistics), ``script|load``. srtm never pipelines, so for srtm a command is
 a round trip.
 
 Scenarios, each for srtm's sync and async gates with and without leases, and for the
