@@ -5,8 +5,8 @@ inside a Lua script (``hincrby``, ``hget``, ``hgetall``, ``expire``, ``incrby``,
 the heartbeat's ``hset``, ``pexpire``, ``time``, ``zadd``, ``zcount``,
 ``zremrangebyscore``) are not round trips; everything else the clients send is:
 ``evalsha``/``eval`` (srtm's one script call, ``limits``' fixed-window increment),
-``get``/``ttl`` (``limits``' window statistics), ``script|load``. srtm never pipelines, so for srtm a command is
-a round trip.
+``get``/``ttl`` (``limits``' window statistics), ``script|load``. srtm never
+pipelines, so for srtm a command is a round trip.
 
 Scenarios, each for srtm's sync and async gates with and without leases, and for the
 peers where they apply:
