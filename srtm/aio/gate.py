@@ -191,6 +191,8 @@ class AsyncGate(GateCore):
                 group = got
                 break
         try:
+            if not group:  # the common case, a request alone: no members to share out
+                return await self._alone(p, identity, n, now, real, key)
             return await self._lead(p, _Member(identity, n, now, None), group, real)
         except BaseException:
             for member in group:
@@ -198,6 +200,22 @@ class AsyncGate(GateCore):
                     member.future.set_result(None)
             self._hand_on(key, None, again=True)
             raise
+
+    async def _alone(
+        self, p: _Pool, identity: Identity, n: int, now: float, real: bool, key: tuple[str, str]
+    ) -> Decision:
+        """:meth:`_lead` for a leader without waiters (just checked: no local answer)."""
+        user = identity.user
+        window = math.floor(now / p.window)
+        quota = self.quota_for(p, user)
+        outcome = await self._take(p, window, user, n, quota, now, real)
+        if outcome is None:  # the store failed: decide locally
+            decision = self._degraded(p, identity, n, now, window, cache=False)
+            self._hand_on(key, None, again=True)
+            return decision
+        self.record(p, user, window, n, outcome, quota)
+        self._hand_on(key, None, again=outcome.admitted < n)
+        return self.decision(p, identity, n, now, quota, outcome, degraded=False)
 
     def _hand_on(
         self, key: tuple[str, str], lead: Decision | list[_Member] | None, *, again: bool = False
@@ -213,7 +231,9 @@ class AsyncGate(GateCore):
                 if member.future is not None and not member.future.done():
                     member.future.set_result(None)
         waiting = self._flights.get(key)
-        if waiting is None:
+        if not waiting:
+            if waiting is not None:  # nobody waited: the flight ends
+                del self._flights[key]
             return
         live = [m for m in waiting if m.future is not None and not m.future.done()]
         if again or not live:
