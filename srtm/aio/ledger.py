@@ -140,12 +140,7 @@ class RedisLedger:
         keys = list(redis_keys(pool, window))
         args = [user, n, quota.limit, quota.guarantee, quota.budget, quota.cap, self._ttl]
         args += (want, earlier)
-        if self._timeout is None:
-            reply = await self._take(keys=keys, args=args)
-        else:
-            async with asyncio.timeout(self._timeout):
-                reply = await self._take(keys=keys, args=args)
-        return decode_outcome(reply)
+        return decode_outcome(await self._bounded(self._take(keys=keys, args=args)))
 
     async def grant_many(self, pool: str, window: int, entries: Sequence[Entry]) -> list[Outcome]:
         """:meth:`grant` for several Users of one pool and window, in one script call.
@@ -190,8 +185,11 @@ class RedisLedger:
         """Await a store call within the client's ``socket_timeout`` (see ``__init__``)."""
         if self._timeout is None:
             return await call
-        async with asyncio.timeout(self._timeout):
-            return await call
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call
+        except TimeoutError:  # asyncio's says nothing: say what timed out (for the log)
+            raise TimeoutError(f"no answer from {self.uri} within {self._timeout} s") from None
 
     async def close(self) -> None:
         aclose = getattr(self._client, "aclose", None)
