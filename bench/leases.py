@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ def simulate(
     granted: dict[int, dict[str, int]] = {}
     count = CommandCount(url)
     decisions = 0
+    spent = 0.0  # seconds inside gate.decide
     k = 0
     for second in range(seconds):
         window = START + second
@@ -110,7 +112,9 @@ def simulate(
                     owed[user] -= SLICES
                     gate = gates[k % nodes]
                     k += 1
+                    began = time.perf_counter()
                     d = gate.decide(ids[user], now=now)
+                    spent += time.perf_counter() - began
                     admitted[window][user] += d.admitted
                     decisions += 1
         # Read the store's counts as the window ends: its keys expire on real time.
@@ -123,6 +127,7 @@ def simulate(
         "scenario": scenario,
         "decisions": decisions,
         "round_trips": round_trips(commands),
+        "us_per_decision": round(spent / max(1, decisions) * 1e6, 2),
         "admitted": admitted,
         "granted": granted,
     }
@@ -183,6 +188,16 @@ def accuracy(run: dict[str, Any], exact: dict[str, Any] | None) -> dict[str, Any
                 diff += abs(a - b)
                 total_exact += b
         out["distance_from_exact"] = round(diff / total_exact, 4)
+        # A flooder held to its fair share: how far past the exact run's admissions
+        # a lease took it (the worst flooder, all windows together).
+        flooders = [u for u, group, _ in people if group == "flooder"]
+        overshoot = [
+            sum(run["admitted"][w][u] for w in windows)
+            / max(1, sum(exact["admitted"][w][u] for w in windows))
+            - 1.0
+            for u in flooders
+        ]
+        out["flooder_overshoot_worst"] = round(max(overshoot), 4) if overshoot else None
         out["admitted_vs_exact"] = round(
             sum(sum(run["admitted"][w].values()) for w in windows)
             / sum(sum(exact["admitted"][w].values()) for w in windows),
@@ -237,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     else {"size": lease.size, "horizon": lease.horizon},
                     "decisions": run["decisions"],
                     "round_trips_per_decision": round(run["round_trips"] / run["decisions"], 4),
+                    "us_per_decision": run["us_per_decision"],
                     **accuracy(run, exact if lease is not None else None),
                 }
                 out["configs"][label] = figures
@@ -251,6 +267,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"{figures.get('admitted_vs_exact', 1.0):.4f}",
                         f"{figures.get('distance_from_exact', 0.0):.4f}",
                         f"{figures['quiet_admitted_share']:.4f}",
+                        "-"
+                        if figures.get("flooder_overshoot_worst") is None
+                        else f"{figures['flooder_overshoot_worst']:+.2%}",
+                        figures["us_per_decision"],
                     ]
                 )
             print(
@@ -266,13 +286,64 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "admitted vs exact",
                         "distance from exact",
                         "quiet admitted",
+                        "flooder overshoot",
+                        "us/decision",
                     ],
                 )
             )
             result["scenarios"][scenario] = out
+    result["targets"] = targets(result)
+    for check in result["targets"]:
+        print(f"   {'met   ' if check['met'] else 'MISSED'} {check['target']}: {check['measured']}")
     path = write_json("leases", result, args.out)
     print(f"\nwrote {path}")
     return result
+
+
+#: The block policy a shared store would get by default: ``LeasePolicy()``'s figures.
+DEFAULT = LeasePolicy()
+#: Most a lease may take a held flooder past its exactly counted fair share.
+OVERSHOOT_MAX = 0.04
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Leases never pass the cap or a grant; the default block keeps a flooder near its share."""
+    checks = []
+    default = f"size {DEFAULT.size}, horizon {DEFAULT.horizon:g}"
+    for scenario, out in result["scenarios"].items():
+        configs = out["configs"]
+        over = sum(c["windows_over_cap"] for c in configs.values())
+        beyond = max(c["admitted_beyond_granted"] for c in configs.values())
+        checks.append(
+            {
+                "target": f"{scenario}: no window over the hard cap, nothing beyond a grant",
+                "measured": f"{over} windows over cap, {beyond} beyond a grant",
+                "met": over == 0 and beyond <= 0,
+            }
+        )
+        chosen = configs.get(default)
+        if chosen is not None and chosen.get("flooder_overshoot_worst") is not None:
+            worst = chosen["flooder_overshoot_worst"]
+            checks.append(
+                {
+                    "target": f"{scenario}, leases {default}: a held flooder at most "
+                    f"{OVERSHOOT_MAX:.0%} past its exact share",
+                    "measured": worst,
+                    "met": worst <= OVERSHOOT_MAX,
+                }
+            )
+        if chosen is not None:
+            off = configs["off"]
+            checks.append(
+                {
+                    "target": f"{scenario}, leases {default}: fewer store round trips than "
+                    "without (a case for leases on shared stores by default)",
+                    "measured": f"{chosen['round_trips_per_decision']} vs "
+                    f"{off['round_trips_per_decision']} per decision",
+                    "met": chosen["round_trips_per_decision"] < off["round_trips_per_decision"],
+                }
+            )
+    return checks
 
 
 if __name__ == "__main__":

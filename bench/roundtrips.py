@@ -1,11 +1,12 @@
 """Redis round trips per decision, counted by the server (``INFO commandstats``).
 
 A private redis-server counts every command it runs. Commands that only ever run
-inside a Lua script (``hincrby``, ``hget``, ``hgetall``, ``expire``, ``incrby``) are
-not round trips; everything else the clients send is: ``evalsha``/``eval`` (srtm's
-one script call, ``limits``' fixed-window increment), ``get``/``ttl`` (``limits``'
-window statistics), ``script|load``. srtm never pipelines, so for srtm a command is
-a round trip.
+inside a Lua script (``hincrby``, ``hget``, ``hgetall``, ``expire``, ``incrby``, and
+the heartbeat's ``hset``, ``pexpire``, ``time``, ``zadd``, ``zcount``,
+``zremrangebyscore``) are not round trips; everything else the clients send is:
+``evalsha``/``eval`` (srtm's one script call, ``limits``' fixed-window increment),
+``get``/``ttl`` (``limits``' window statistics), ``script|load``. srtm never
+pipelines, so for srtm a command is a round trip.
 
 Scenarios, each for srtm's sync and async gates with and without leases, and for the
 peers where they apply:
@@ -20,6 +21,14 @@ peers where they apply:
 
 srtm's recomputation (one script call per pool and control period per node, the
 ``flush``) is counted apart from the decisions: it does not grow with traffic.
+
+Then the cost of one decision against one raw ``limits`` fixed-window hit on the same
+Redis, one request at a time in process (medians of interleaved rounds), and the async
+gate's coalesced calls at 1, 8 and 32 concurrent tasks, every request
+in one window: store commands per admitted request (50 Users; concurrent Users share
+one batched script call), and store commands that carried a refusal of one User
+another node has already taken past its limit (single-flight: at most one per User and
+window, whatever the concurrency). Round trips there are commands: a batch is one.
 
 Usage: ``python bench/roundtrips.py [--quick] [--redis-url URL]``.
 """
@@ -52,7 +61,19 @@ from srtm.gate import Gate
 from srtm.lease import LeasePolicy
 
 #: Commands that only run inside Lua scripts here: not round trips.
-INSIDE_SCRIPTS = {"hincrby", "hget", "hgetall", "expire", "incrby"}
+INSIDE_SCRIPTS = {
+    "hincrby",
+    "hget",
+    "hgetall",
+    "expire",
+    "incrby",  # the decision scripts, limits'
+    "hset",
+    "pexpire",
+    "time",
+    "zadd",
+    "zcount",
+    "zremrangebyscore",  # SYNC_SCRIPT
+}
 RATE = 20_000.0
 START = 1_700_000_000.0
 LEASE = LeasePolicy()
@@ -205,6 +226,163 @@ def measure_srtm(
     }
 
 
+# -- concurrency: the async gate's coalesced calls ---------------------------------------------
+
+#: Concurrent tasks deciding at once (connections in flight, for a server).
+CONCURRENCY = (1, 8, 32)
+#: A virtual instant inside one 10 s window: every request of a run falls in it.
+AT = START + 1.0
+
+
+async def run_concurrent(
+    url: str, scenario: str, tasks: int, n: int, names: list[str]
+) -> dict[str, Any]:
+    """``n`` decisions split over ``tasks`` tasks, all in one window; server commands counted.
+
+    ``admitted``: 50 Users, nothing refused. ``refused``: one User another node has
+    already taken past its limit, so this node learns of the refusal from the store.
+    """
+    import time
+
+    policy = TrafficPolicy(
+        capacity=100 * RATE if scenario == "admitted" else 100, window=10.0, storage=url
+    )
+    if scenario == "refused":
+        other = AsyncGate(policy, background=False)
+        await other.decide(Identity(names[0], "4.1"), 10_000, now=AT)  # past its limit
+        await other.close()
+    gate = AsyncGate(policy, background=False)
+    ids = [Identity(u, "4.1") for u in names]
+    who = [ids[i % len(ids)] for i in range(n)] if scenario == "admitted" else [ids[0]] * n
+    # both scripts loaded, so a first call's NOSCRIPT is not counted
+    await asyncio.gather(*(gate.decide(Identity(f"warm{i}", "4.1"), now=AT) for i in range(3)))
+    statuses: Counter[int] = Counter()
+    count = CommandCount(url)
+
+    async def worker(j: int) -> None:
+        for i in range(j, n, tasks):
+            statuses[(await gate.decide(who[i], now=AT + i * 1e-7)).status] += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(j) for j in range(tasks)))
+    seconds = time.perf_counter() - began
+    commands = count.delta()
+    count.close()
+    await gate.close()
+    total = round_trips(commands)
+    admitted = statuses.get(200, 0)
+    return {
+        "tasks": tasks,
+        "decisions": n,
+        "statuses": dict(statuses),
+        "commands": commands,
+        "round_trips": total,
+        "per_admitted": round(total / admitted, 5) if admitted else None,
+        # one User, one window: every store command of the run carried its refusals
+        "refusal_calls_per_user_window": total if scenario == "refused" else None,
+        "us_per_decision": round(seconds / n * 1e6, 2),
+    }
+
+
+def measure_concurrency(url: str, n: int, names: list[str]) -> dict[str, Any]:
+    """Both scenarios at each concurrency, on an emptied store each time."""
+    out: dict[str, Any] = {}
+    for scenario in ("admitted", "refused"):
+        for tasks in CONCURRENCY:
+            flush_redis(url)
+            out[f"{scenario} c={tasks}"] = asyncio.run(
+                run_concurrent(url, scenario, tasks, n, names)
+            )
+    return out
+
+
+# -- cost per request: srtm's decision against one raw limits hit ------------------------------
+
+
+def _sync_costs(url: str, n: int, names: list[str]) -> dict[str, float]:
+    """Microseconds per call, one at a time: Gate.decide (leases off and on), a raw hit."""
+    import time
+
+    from limits import RateLimitItemPerSecond
+    from limits.storage import storage_from_string
+    from limits.strategies import FixedWindowRateLimiter
+
+    ids = [Identity(u, "4.1") for u in names]
+    out: dict[str, float] = {}
+    for label, lease in (("srtm sync", None), ("srtm sync, lease", LEASE)):
+        gate = Gate(TrafficPolicy(capacity=100 * RATE, storage=url, lease=lease), background=False)
+        for i in range(200):
+            gate.decide(ids[i % len(ids)])
+        began = time.perf_counter()
+        for i in range(n):
+            gate.decide(ids[i % len(ids)])
+        out[label] = (time.perf_counter() - began) / n * 1e6
+        gate.close()
+    storage = storage_from_string(url)
+    limiter, item = FixedWindowRateLimiter(storage), RateLimitItemPerSecond(_apps.HIGH)
+    for i in range(200):
+        limiter.hit(item, names[i % len(names)])
+    began = time.perf_counter()
+    for i in range(n):
+        limiter.hit(item, names[i % len(names)])
+    out["limits hit, sync"] = (time.perf_counter() - began) / n * 1e6
+    return out
+
+
+async def _async_costs(url: str, n: int, names: list[str]) -> dict[str, float]:
+    """The async twin of :func:`_sync_costs` (redis-py's asyncio client on both sides)."""
+    import time
+
+    from limits import RateLimitItemPerSecond
+    from limits.aio.strategies import FixedWindowRateLimiter
+    from limits.storage import storage_from_string
+
+    ids = [Identity(u, "4.1") for u in names]
+    out: dict[str, float] = {}
+    for label, lease in (("srtm async", None), ("srtm async, lease", LEASE)):
+        gate = AsyncGate(
+            TrafficPolicy(capacity=100 * RATE, storage=url, lease=lease), background=False
+        )
+        for i in range(200):
+            await gate.decide(ids[i % len(ids)])
+        began = time.perf_counter()
+        for i in range(n):
+            await gate.decide(ids[i % len(ids)])
+        out[label] = (time.perf_counter() - began) / n * 1e6
+        await gate.close()
+    storage = storage_from_string("async+" + url, implementation="redispy")
+    limiter, item = FixedWindowRateLimiter(storage), RateLimitItemPerSecond(_apps.HIGH)
+    for i in range(200):
+        await limiter.hit(item, names[i % len(names)])
+    began = time.perf_counter()
+    for i in range(n):
+        await limiter.hit(item, names[i % len(names)])
+    out["limits hit, async"] = (time.perf_counter() - began) / n * 1e6
+    return out
+
+
+def measure_costs(url: str, n: int, names: list[str], rounds: int) -> dict[str, Any]:
+    """Medians over interleaved rounds (the machine is shared: ratios within one run)."""
+    samples: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        flush_redis(url)
+        got = {**_sync_costs(url, n, names), **asyncio.run(_async_costs(url, n, names))}
+        for label, us in got.items():
+            samples.setdefault(label, []).append(us)
+    medians = {label: sorted(v)[len(v) // 2] for label, v in samples.items()}
+    return {
+        "rounds": rounds,
+        "requests_per_round": n,
+        "us_median": {k: round(v, 1) for k, v in medians.items()},
+        "us_spread": {k: [round(min(v), 1), round(max(v), 1)] for k, v in samples.items()},
+        "ratio_to_limits_hit": {
+            label: round(us / medians[f"limits hit, {label.split()[1].rstrip(',')}"], 3)
+            for label, us in medians.items()
+            if label.startswith("srtm")
+        },
+    }
+
+
 # -- peers ----------------------------------------------------------------------------------
 
 
@@ -287,6 +465,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         " ".join(f"{k}:{v}" for k, v in fig["commands"].items()),
                     ]
                 )
+        conc = measure_concurrency(url, min(n, 5000), names)
+        result["concurrency"] = conc
+        costs = measure_costs(url, min(n, 3000), names, 3 if args.quick else 7)
+        result["cost_per_request"] = costs
+        crow = [
+            [
+                label,
+                fig["decisions"],
+                fig["round_trips"],
+                "-" if fig["per_admitted"] is None else f"{fig['per_admitted']:.4f}",
+                "-"
+                if fig["refusal_calls_per_user_window"] is None
+                else fig["refusal_calls_per_user_window"],
+                fig["us_per_decision"],
+            ]
+            for label, fig in conc.items()
+        ]
+    print(
+        table(
+            [
+                [label, us, costs["ratio_to_limits_hit"].get(label, "-")]
+                for label, us in costs["us_median"].items()
+            ],
+            ["one request at a time, in process", "us (median)", "/ limits hit"],
+        )
+    )
+    print(
+        table(
+            crow,
+            [
+                "srtm async, concurrent tasks",
+                "decisions",
+                "round trips",
+                "per admitted",
+                "refusal calls / User / window",
+                "us/decision (shared machine)",
+            ],
+        )
+    )
     print(
         table(
             rows,
@@ -336,6 +553,34 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": refused <= 0.001,
             }
         )
+    for label, ratio in result.get("cost_per_request", {}).get("ratio_to_limits_hit", {}).items():
+        if "lease" not in label:
+            checks.append(
+                {
+                    "target": f"{label}, Redis without leases: within 1.2x of a raw limits hit "
+                    "per request (in process, one at a time)",
+                    "measured": ratio,
+                    "met": ratio <= 1.2,
+                }
+            )
+    for label, fig in result.get("concurrency", {}).items():
+        if fig["per_admitted"] is not None and label.startswith("admitted"):
+            checks.append(
+                {
+                    "target": f"srtm async, {label}: at most 1 store command per admitted request",
+                    "measured": fig["per_admitted"],
+                    "met": fig["per_admitted"] <= 1.0,
+                }
+            )
+        if fig["refusal_calls_per_user_window"] is not None:
+            checks.append(
+                {
+                    "target": f"srtm async, {label}: refusals reach the store at most once "
+                    "per User per window",
+                    "measured": fig["refusal_calls_per_user_window"],
+                    "met": fig["refusal_calls_per_user_window"] <= 1,
+                }
+            )
     return checks
 
 

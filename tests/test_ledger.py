@@ -15,6 +15,7 @@ from srtm.ledger import (
     RedisLedger,
     admit_count,
     redis_keys,
+    room,
 )
 
 counts = st.integers(min_value=0, max_value=60)
@@ -143,3 +144,35 @@ async def test_aio_memory_ledger_matches_sync() -> None:
         got = await aio.take("p", 1, user, n, quota)
         assert got == expected
     assert await aio.flush_and_read("p", {}, 1) == sync.flush_and_read("p", {}, 1)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(1, 5), st.integers(0, 3)),
+        min_size=1,
+        max_size=40,
+    ),
+    quotas=st.lists(
+        st.tuples(st.integers(0, 12), st.integers(0, 6), st.integers(0, 30), st.integers(0, 30)),
+        min_size=4,
+        max_size=4,
+    ),
+)
+def test_memory_admit_is_take_when_everything_fits(
+    steps: list[tuple[str, int, int]], quotas: list[tuple[int, int, int, int]]
+) -> None:
+    """The gate's fast path (admit, then take only if it returned -1) decides and
+    counts exactly what take alone does, on any sequence of requests and quotas."""
+    fast, plain = MemoryLedger(), MemoryLedger()
+    for user, n, which in steps:
+        limit, guarantee, budget, cap = quotas[which]
+        quota = Quota(limit=limit, guarantee=guarantee, budget=min(budget, cap), cap=cap)
+        expected = plain.take("p", 1, user, n, quota)
+        left = fast.admit("p", 1, user, n, quota)
+        if left >= 0:
+            assert expected.admitted == n
+            assert left == room(expected.used, expected.total, quota)
+        else:
+            assert fast.take("p", 1, user, n, quota) == expected
+    assert fast.flush_and_read("p", {}, 1) == plain.flush_and_read("p", {}, 1)
+    assert fast._windows[("p", 1)].admitted == plain._windows[("p", 1)].admitted

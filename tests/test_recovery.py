@@ -23,6 +23,7 @@ from srtm import Gate, Identity, TrafficPolicy
 from srtm.aio.gate import AsyncGate
 
 if TYPE_CHECKING:
+    from srtm.gate import Decision
     from tests.conftest import RedisServer
 
 # Back on the store within this long of it answering: one probe delay at its ceiling
@@ -165,4 +166,31 @@ def test_the_request_that_meets_a_paused_store_waits_about_one_timeout(
     gate.close()
     assert decision.degraded
     assert decision.admitted == 1
+    assert took < 1.0, took
+
+
+@pytest.mark.redis
+def test_an_async_request_that_meets_a_paused_store_waits_about_one_timeout(
+    private_redis: RedisServer,
+) -> None:
+    """The async gate bounds a whole store call by ``socket_timeout`` (not each read):
+    one timeout, then a local decision, for the request and every one waiting on it."""
+
+    async def run() -> tuple[list[Decision], float]:
+        gate = AsyncGate(policy(private_redis.url), background=False)
+        assert not (await gate.decide(Identity("a", "4.1"))).degraded
+        admin = redis.Redis.from_url(private_redis.url)
+        admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+        started = time.monotonic()
+        got = await asyncio.wait_for(
+            asyncio.gather(*(gate.decide(Identity(u, "4.1")) for u in ("a", "a", "b"))), 10
+        )
+        took = time.monotonic() - started
+        admin.close()
+        await gate.close()
+        return list(got), took
+
+    decisions, took = asyncio.run(run())
+    assert all(d.degraded for d in decisions)
+    assert [d.admitted for d in decisions] == [1, 1, 1]
     assert took < 1.0, took

@@ -13,9 +13,10 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from srtm.aio._batch import Batcher
 from srtm.aio.ledger import MemoryLedger, ledger_for
 from srtm.gate import Decision, GateCore
-from srtm.ledger import alive_ms
+from srtm.ledger import Outcome, Reason, alive_ms
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -23,10 +24,31 @@ if TYPE_CHECKING:
     from srtm.aio.ledger import Ledger
     from srtm.gate import _Pool
     from srtm.identity import Identity
-    from srtm.ledger import Outcome, Quota, Synced
+    from srtm.ledger import Quota, Synced
     from srtm.policy import TrafficPolicy
 
 __all__ = ["AsyncGate"]
+
+
+class _Member:
+    """A request taking part in a User's coalesced store call."""
+
+    __slots__ = ("future", "identity", "n", "now")
+
+    def __init__(
+        self,
+        identity: Identity,
+        n: int,
+        now: float,
+        future: asyncio.Future[Decision | list[_Member] | None] | None,
+    ) -> None:
+        self.identity = identity
+        self.n = n
+        self.now = now
+        # None for the leader; for a waiter: its Decision, the waiters it now leads,
+        # or None to look again (a refusal is cached, or the window moved on).
+        self.future = future
+
 
 log: logging.Logger = logging.getLogger("srtm.gate")
 
@@ -54,6 +76,16 @@ class AsyncGate(GateCore):
         self._background = background
         self._task: asyncio.Task[None] | None = None
         self._tick_lock: asyncio.Lock | None = None
+        # Requests waiting for the store call in flight of their (pool, User).
+        self._flights: dict[tuple[str, str], list[_Member]] = {}
+        # One batcher per shared ledger able to take a batch; shared by its pools.
+        by_ledger: dict[int, Batcher] = {}
+        self._batchers: dict[str, Batcher] = {}
+        for name in self._shared:
+            ledger = self._ledgers[name]
+            if hasattr(ledger, "grant_many"):
+                batcher = by_ledger.setdefault(id(ledger), Batcher(ledger))
+                self._batchers[name] = batcher
 
     async def decide(self, identity: Identity, n: int = 1, *, now: float | None = None) -> Decision:
         """Admit or refuse ``n`` requests of ``identity`` (KeyError for an unknown pool)."""
@@ -73,45 +105,232 @@ class AsyncGate(GateCore):
                     return self.refuse_cached(p, identity, n, now, window, quota, cached, False)
             ledger = self._ledgers[p.name]
             if type(ledger) is MemoryLedger:  # no I/O: skip the coroutine
+                left = ledger.local.admit(p.name, window, user, n, quota)
+                if left >= 0:  # admitted in full: no Outcome to build
+                    self.count_admitted(p, user, window, n)
+                    return self.admitted(p, user, n, now, window, quota.limit, left, False)
                 outcome = ledger.local.take(p.name, window, user, n, quota)
             else:
                 outcome = await ledger.take(p.name, window, user, n, quota)
             self.record(p, user, window, n, outcome, quota)
             return self.decision(p, identity, n, now, quota, outcome, degraded=False)
-        degraded = self.degraded_since is not None
-        quota = self.quota(p, user, degraded=True) if degraded else self.quota_for(p, user)
-        if p.lease is not None and not degraded:
+        return await self._shared_decide(p, identity, n, now, real)
+
+    def _local_answer(
+        self, p: _Pool, identity: Identity, n: int, now: float, window: int
+    ) -> Decision | None:
+        """A decision needing no store call (degraded, leased, or a known refusal), or None."""
+        user = identity.user
+        if self.degraded_since is not None:  # the store failed earlier: decide locally
+            return self._degraded(p, identity, n, now, window, cache=True)
+        quota = self.quota_for(p, user)
+        if p.lease is not None:
             leased = self.from_lease(p, identity, n, now, window, quota)
             if leased is not None:
                 return leased
         cached = self.cached(p, user, window, quota)
         if cached is not None:
-            return self.refuse_cached(p, identity, n, now, window, quota, cached, degraded)
-        taken = None if degraded else await self._take(p, window, user, n, quota, now, real)
-        if taken is not None:
-            outcome = taken
-        else:  # the store failed, now or earlier: decide locally
-            degraded = True
-            quota = self.quota(p, user, degraded=True)
-            outcome = self.local.take(p.name, window, user, n, quota)
-            self.record_local(p, user, window, n, outcome.admitted)
+            return self.refuse_cached(p, identity, n, now, window, quota, cached, False)
+        return None
+
+    def _degraded(
+        self, p: _Pool, identity: Identity, n: int, now: float, window: int, *, cache: bool
+    ) -> Decision:
+        """Decide on the local ledger with this node's share of every figure.
+
+        ``cache``: a refusal known for the window answers first (not when the store
+        has just failed this very request: it goes to the local ledger, as it always has).
+        """
+        user = identity.user
+        quota = self.quota(p, user, degraded=True)
+        if cache:
+            cached = self.cached(p, user, window, quota)
+            if cached is not None:
+                return self.refuse_cached(p, identity, n, now, window, quota, cached, True)
+        outcome = self.local.take(p.name, window, user, n, quota)
+        self.record_local(p, user, window, n, outcome.admitted)
         self.record(p, user, window, n, outcome, quota)
-        return self.decision(p, identity, n, now, quota, outcome, degraded=degraded)
+        return self.decision(p, identity, n, now, quota, outcome, degraded=True)
+
+    async def _shared_decide(
+        self, p: _Pool, identity: Identity, n: int, now: float, real: bool
+    ) -> Decision:
+        """Decide on a shared store: at most one store call in flight per (pool, User).
+
+        A request of a User whose call is in flight waits for it (single-flight). If that
+        call refused the User, the waiters are answered from the refusal cache; if it
+        admitted, the first waiter leads the next call for all of them at once, taking
+        their requests together (the script admits what the same requests would one
+        at a time: each admission lowers the User's room by one, so the hard cap and
+        the quotas hold exactly). A leader that leaves early hands its waiters on.
+        """
+        key = (p.name, identity.user)
+        group: list[_Member] = []
+        while True:
+            answer = self._local_answer(p, identity, n, now, math.floor(now / p.window))
+            if answer is not None:
+                return answer
+            if key not in self._flights:
+                self._flights[key] = []  # we lead; later requests of the User wait
+                break
+            future: asyncio.Future[Decision | list[_Member] | None] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self._flights[key].append(_Member(identity, n, now, future))
+            try:
+                got = await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    self._hand_on(key, future.result())  # a lead it cannot take up
+                raise
+            if real:
+                now = self.clock()
+            if isinstance(got, Decision):
+                return got
+            if got is not None:  # we lead the next call, for these waiters too
+                group = got
+                break
+        try:
+            if not group:  # the common case, a request alone: no members to share out
+                return await self._alone(p, identity, n, now, real, key)
+            return await self._lead(p, _Member(identity, n, now, None), group, real)
+        except BaseException:
+            for member in group:
+                if member.future is not None and not member.future.done():
+                    member.future.set_result(None)
+            self._hand_on(key, None, again=True)
+            raise
+
+    async def _alone(
+        self, p: _Pool, identity: Identity, n: int, now: float, real: bool, key: tuple[str, str]
+    ) -> Decision:
+        """:meth:`_lead` for a leader without waiters (just checked: no local answer)."""
+        user = identity.user
+        window = math.floor(now / p.window)
+        quota = self.quota_for(p, user)
+        outcome = await self._take(p, window, user, n, quota, now, real)
+        if outcome is None:  # the store failed: decide locally
+            decision = self._degraded(p, identity, n, now, window, cache=False)
+            self._hand_on(key, None, again=True)
+            return decision
+        self.record(p, user, window, n, outcome, quota)
+        self._hand_on(key, None, again=outcome.admitted < n)
+        return self.decision(p, identity, n, now, quota, outcome, degraded=False)
+
+    def _hand_on(
+        self, key: tuple[str, str], lead: Decision | list[_Member] | None, *, again: bool = False
+    ) -> None:
+        """Pass a User's flight on once its call is answered.
+
+        To the first live waiter, with the others as its group; or, with ``again``
+        (the call refused, or failed, or its leader left), back to every waiter to
+        look again: the refusal cache answers them, or one of them leads anew.
+        """
+        if isinstance(lead, list):  # a lead handed to a task that is leaving
+            for member in lead:
+                if member.future is not None and not member.future.done():
+                    member.future.set_result(None)
+        waiting = self._flights.get(key)
+        if not waiting:
+            if waiting is not None:  # nobody waited: the flight ends
+                del self._flights[key]
+            return
+        live = [m for m in waiting if m.future is not None and not m.future.done()]
+        if again or not live:
+            del self._flights[key]
+            for member in live:
+                assert member.future is not None
+                member.future.set_result(None)
+            return
+        self._flights[key] = []  # the next leader's flight: later requests wait for it
+        first = live[0].future
+        assert first is not None
+        first.set_result(live[1:])
+
+    async def _lead(
+        self, p: _Pool, leader: _Member, waiters: list[_Member], real: bool
+    ) -> Decision:
+        """One store call for the leader's request and its waiters' (one User), answered
+        in arrival order; then the flight is handed on."""
+        user = leader.identity.user
+        now = leader.now
+        window = math.floor(now / p.window)
+        members: list[_Member] = []
+        answers: dict[int, Decision] = {}
+        for i, member in enumerate([leader, *waiters]):
+            if member.future is not None and member.future.done():
+                continue
+            if member.future is not None and math.floor(member.now / p.window) != window:
+                member.future.set_result(None)  # look again, in its own window
+                continue
+            answer = self._local_answer(p, member.identity, member.n, member.now, window)
+            if answer is None:
+                members.append(member)
+            elif member.future is None:
+                answers[i] = answer
+            else:
+                member.future.set_result(answer)
+        if not members:  # a lease or the cache answered everyone
+            self._hand_on((p.name, user), None)
+            return answers[0]
+        total = sum(m.n for m in members)
+        quota = self.quota_for(p, user)
+        outcome = await self._take(p, window, user, total, quota, now, real)
+        mine: Decision | None = answers.get(0)
+        if outcome is None:  # the store failed: every member decides locally
+            for m in members:
+                decision = self._degraded(p, m.identity, m.n, m.now, window, cache=False)
+                if m.future is None:
+                    mine = decision
+                elif not m.future.done():
+                    m.future.set_result(decision)
+            self._hand_on((p.name, user), None, again=True)
+            assert mine is not None
+            return mine
+        # Share the admissions out in arrival order; each member sees the counts it
+        # would have seen deciding alone (later members' admissions taken off).
+        later = outcome.admitted
+        for m in members:
+            got = min(m.n, later)
+            later -= got
+            part = Outcome(
+                got,
+                Reason.ADMITTED if got >= m.n else outcome.reason,
+                outcome.used - later,
+                outcome.total - later,
+            )
+            self.record(p, user, window, m.n, part, quota)
+            decision = self.decision(p, m.identity, m.n, m.now, quota, part, degraded=False)
+            if m.future is None:
+                mine = decision
+            elif not m.future.done():
+                m.future.set_result(decision)
+        self._hand_on((p.name, user), None, again=outcome.admitted < total)
+        assert mine is not None
+        return mine
 
     async def _take(
         self, p: _Pool, window: int, user: str, n: int, quota: Quota, now: float, real: bool
     ) -> Outcome | None:
         ledger = self._ledgers[p.name]
+        batcher = self._batchers.get(p.name)
         try:
             if p.lease is None:
-                outcome = await ledger.take(p.name, window, user, n, quota)
+                if batcher is not None:
+                    outcome = await batcher.grant(p.name, window, (user, n, n, quota, 0))
+                else:
+                    outcome = await ledger.take(p.name, window, user, n, quota)
             else:
                 want = self.lease_want(p, user, n, now, window)
                 earlier = self.take_user_pending(p, window, user)
                 try:
-                    outcome = await ledger.grant(  # type: ignore[attr-defined]
-                        p.name, window, user, n, want, quota, earlier
-                    )
+                    if batcher is not None:
+                        entry = (user, n, want, quota, earlier)
+                        outcome = await batcher.grant(p.name, window, entry)
+                    else:
+                        outcome = await ledger.grant(  # type: ignore[attr-defined]
+                            p.name, window, user, n, want, quota, earlier
+                        )
                 except Exception:
                     if earlier:  # not counted: the next flush carries them
                         self.return_pending(p, {window: {user: earlier}})
@@ -220,6 +439,8 @@ class AsyncGate(GateCore):
                     await leave(name, self.node)
                 except Exception:  # a dead store: the heartbeat lapses instead
                     log.debug("srtm: could not leave the live nodes", exc_info=True)
+        for batcher in {id(b): b for b in self._batchers.values()}.values():
+            await batcher.close()  # calls in flight answer their waiters first
         for ledger in {id(led): led for led in self._ledgers.values()}.values():
             try:
                 await ledger.close()
