@@ -200,7 +200,6 @@ class BaseClient(Generic[H]):
         self.base_url: httpx.URL = httpx.URL(base_url)
         self.user_id = user_id
         self.duis_version = duis_version
-        self.on_event = on_event
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.identity_headers: dict[str, str] = {
             **(headers or {}),
@@ -219,6 +218,17 @@ class BaseClient(Generic[H]):
             claim=self._claim,
             cancelled=self._is_cancelled,
         )
+        self.on_event = on_event
+
+    @property
+    def on_event(self) -> Callable[[ClientEvent], None] | None:
+        """The hook that sees every event (None: events are not even built)."""
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, hook: Callable[[ClientEvent], None] | None) -> None:
+        self._on_event = hook
+        self._core.report_events = hook is not None
 
     def _wire_options(
         self,

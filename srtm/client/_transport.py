@@ -229,7 +229,7 @@ class _ThreadPerCallExecutor(concurrent.futures.ThreadPoolExecutor):
     (asyncio takes only a ThreadPoolExecutor as a loop's default executor, hence the base.)
     """
 
-    def submit(  # type: ignore[override]
+    def submit(
         self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
