@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import httpx
@@ -24,6 +23,7 @@ from srtm._extras import require
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable, Mapping
 
     import aiohttp
     import yarl

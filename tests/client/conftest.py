@@ -75,9 +75,7 @@ def wire(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_http_client(
-    make_client: Callable[..., Facade], wire: str
-) -> Callable[..., Facade]:
+def make_http_client(make_client: Callable[..., Facade], wire: str) -> Callable[..., Facade]:
     """``make_client`` for tests over real HTTP: each runs over httpx and over aiohttp."""
 
     def make(**kwargs: Any) -> Facade:

@@ -211,7 +211,9 @@ def test_clients_refused_together_come_back_spread_out(make_http_client: Make) -
 
     app = ScriptApp(handler)
     with serve(app, started=app.started) as url:
-        clients = [make_http_client(base_url=url, user_id=f"user-{i:02d}") for i in range(n_clients)]
+        clients = [
+            make_http_client(base_url=url, user_id=f"user-{i:02d}") for i in range(n_clients)
+        ]
         futures = [c.submit(sr("2.2")) for c in clients]
         assert all(f.result(timeout=60).status_code == 200 for f in futures)
         for c in clients:

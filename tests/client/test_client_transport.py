@@ -127,6 +127,7 @@ def test_a_connection_dropped_after_sending_is_outcome_unknown(make_http_client:
         handed_back = client.close(cancel=True)
     assert isinstance(error, OutcomeUnknownError)
     assert isinstance(error.__cause__, httpx.TransportError)  # httpx's, whichever library
-    assert len(received) == 1 and b"x-request-id: top-up-1" in received[0].lower()
+    assert len(received) == 1
+    assert b"x-request-id: top-up-1" in received[0].lower()
     assert handed_back == []  # never called unsent
     assert [s.request_id for s in client.client.outcome_unknown] == ["top-up-1"]
