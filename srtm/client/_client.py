@@ -352,6 +352,10 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             )
         self._cond = threading.Condition(threading.RLock())
         self._busy = 0  # sends taken by a worker and not yet fully reported
+        self._background = self._wire if isinstance(self._wire, AiohttpSyncWire) else None
+        #: Outcomes of background sends, for a worker to report to the core.
+        self._completed: list[tuple[_Entry[concurrent.futures.Future[httpx.Response]], Outcome]]
+        self._completed = []
         self._workers: list[threading.Thread] = []
         self._closed = False
         _at_exit.add(self)
@@ -546,38 +550,72 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     def _work(self) -> None:
         core, cond = self._core, self._cond
         virtual = self.clock.virtual
+        # A wire that sends in the background (aiohttp's, on its event loop) does not hold
+        # a worker per request: the worker starts the send and takes the next action at
+        # once, and the outcome comes back through ``_completed``. With httpx the worker
+        # sends, blocking, and then reports.
+        background = self._background
         # On the real clock, a worker reports an attempt's outcome and takes its next
         # action under one hold of the lock (one acquisition per SR, not three).
         report: tuple[_Entry[concurrent.futures.Future[httpx.Response]], Outcome] | None = None
         while True:
+            reported = 0
             with cond:
                 if report is not None:
                     core.attempt_finished(*report)
                     report = None
                 while True:
+                    if self._completed:
+                        done, self._completed = self._completed, []
+                        for entry, outcome in done:
+                            core.attempt_finished(entry, outcome)
+                        reported += len(done)
                     action = core.next_action()
                     settled, events = core.take_outbox()
                     if isinstance(action, Dispatch):
                         if virtual:
                             self._busy += 1
+                        if background is not None:
+                            entry = action.entry
+                            background.start(
+                                entry.sr.path,
+                                entry.sr.body,
+                                self._request_headers(entry),
+                                partial(self._complete, entry),
+                            )
+                            if settled or events or reported:
+                                break
+                            continue  # the next SR, under the same hold of the lock
                         if core.has_work_for_another():
                             cond.notify()  # another worker may take the next SR
                         break
                     if isinstance(action, Finished):
                         cond.notify_all()
                         break
-                    if settled or events:
+                    if settled or events or reported:
                         break
                     self._wait(action.until)
             if settled or events:
                 self._deliver(settled, events)
-            if isinstance(action, Dispatch):
+            if reported and virtual:
+                with cond:  # time may move again once their hooks have run
+                    self._busy -= reported
+                    cond.notify_all()
+            if isinstance(action, Dispatch) and background is None:
                 if virtual:
                     self._attempt(action.entry)
                 else:
                     report = (action.entry, self._send(action.entry))
             elif isinstance(action, Finished):
                 return
+
+    def _complete(
+        self, entry: _Entry[concurrent.futures.Future[httpx.Response]], outcome: Outcome
+    ) -> None:
+        """A background send ended (on the wire's thread): a worker takes it from here."""
+        with self._cond:
+            self._completed.append((entry, outcome))
+            self._cond.notify()
 
     def _wait(self, until: float | None) -> None:
         """Wait (holding the condition) until ``until`` or a notification."""

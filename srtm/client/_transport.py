@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import httpx
@@ -261,6 +262,7 @@ class AiohttpSyncWire:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[httpx.Response]] = set()
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -277,6 +279,49 @@ class AiohttpSyncWire:
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         loop = self._loop if self._loop is not None else self._start()
         return asyncio.run_coroutine_threadsafe(self._wire.post(path, body, headers), loop).result()
+
+    def start(
+        self,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        done: Callable[[httpx.Response | Exception], None],
+    ) -> None:
+        """Send in the background; ``done(response or error)`` runs on the loop's thread.
+
+        The client's workers need not wait for each answer: one worker keeps every
+        in-flight slot busy, and no thread is handed a request and woken per SR.
+        """
+        loop = self._loop if self._loop is not None else self._start()
+        loop.call_soon_threadsafe(self._begin, loop, path, body, headers, done)
+
+    def _begin(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        done: Callable[[httpx.Response | Exception], None],
+    ) -> None:
+        task = loop.create_task(self._wire.post(path, body, headers))
+        self._tasks.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(partial(self._ended, done))
+
+    def _ended(
+        self, done: Callable[[httpx.Response | Exception], None], task: asyncio.Task[httpx.Response]
+    ) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            # Only when the loop is torn down under a send: it may have been written.
+            done(httpx.ReadError("the send was cancelled in flight"))
+            return
+        error = task.exception()
+        if error is None:
+            done(task.result())
+        elif isinstance(error, Exception):
+            done(error)
+        else:
+            done(httpx.ReadError(f"the send ended in {type(error).__name__}"))
 
     def close(self) -> None:
         with self._lock:
