@@ -17,7 +17,7 @@
   make it wait (the depth ahead of it over the dispatch rate).
 
 Usage: ``python bench/client_dispatch.py [--quick] [--srs N] [--rounds R] [--bulk N]
-[--in-flight K] [--no-aiohttp] [--no-top-up]``.
+[--in-flight K] [--no-aiohttp | --no-httpx] [--no-top-up]``.
 """
 
 from __future__ import annotations
@@ -188,13 +188,13 @@ class Dispatch:
         self.loop.run_until_complete(close())
         self.loop.close()
 
-    def variants(self) -> dict[str, Callable[[int], float]]:
-        variants: dict[str, Callable[[int], float]] = {
-            "httpx sync": self.httpx_sync,
-            "srtm sync": partial(self.client_sync, self.srtm_sync, "sync"),
-            "httpx async": self.httpx_async,
-            "srtm async": partial(self.client_async, self.srtm_async, "async"),
-        }
+    def variants(self, *, httpx: bool = True) -> dict[str, Callable[[int], float]]:
+        variants: dict[str, Callable[[int], float]] = {}
+        if httpx:
+            variants["httpx sync"] = self.httpx_sync
+            variants["srtm sync"] = partial(self.client_sync, self.srtm_sync, "sync")
+            variants["httpx async"] = self.httpx_async
+            variants["srtm async"] = partial(self.client_async, self.srtm_async, "async")
         if self.srtm_sync_aiohttp is not None and self.srtm_async_aiohttp is not None:
             variants["aiohttp raw"] = self.aiohttp_raw
             variants["srtm sync aiohttp"] = partial(
@@ -289,17 +289,17 @@ class Dispatch:
         return self.loop.run_until_complete(run())
 
 
-def dispatch(n: int, rounds: int, *, aiohttp: bool) -> dict[str, Any]:
+def dispatch(n: int, rounds: int, *, aiohttp: bool, httpx: bool = True) -> dict[str, Any]:
     """SRs settled per second by each variant, medians over interleaved rounds."""
     load_before = os.getloadavg()
     with instant_server() as url:
         bench = Dispatch(url, aiohttp=aiohttp)
         try:
-            samples = interleaved(bench.variants(), n=n, rounds=rounds)
+            samples = interleaved(bench.variants(httpx=httpx), n=n, rounds=rounds)
         finally:
             bench.close()
     result: dict[str, Any] = {"srs_per_round": n, "rounds": rounds, "in_flight": IN_FLIGHT}
-    pairs = [("sync", "httpx sync"), ("async", "httpx async")]
+    pairs = [("sync", "httpx sync"), ("async", "httpx async")] if httpx else []
     if aiohttp:
         pairs += [("sync aiohttp", "aiohttp raw"), ("async aiohttp", "aiohttp raw")]
     for kind, raw_name in pairs:
@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-top-up", action="store_true", help="dispatch figures only")
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="SRs in flight (8)")
     parser.add_argument("--no-aiohttp", action="store_true", help="httpx variants only")
+    parser.add_argument("--no-httpx", action="store_true", help="aiohttp variants only")
     args = parser.parse_args(argv)
     IN_FLIGHT = args.in_flight
     bulk = args.bulk or (1_000 if args.quick else 100_000)
@@ -429,9 +430,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     header("the client: dispatch rate over real HTTP, and a top-up behind the bulk", info)
     result: dict[str, Any] = {"machine": info, "service_ms": args.service_ms}
     with_aiohttp = not args.no_aiohttp and importlib.util.find_spec("aiohttp") is not None
-    result["dispatch"] = dispatch(n, rounds, aiohttp=with_aiohttp)
+    with_httpx = not args.no_httpx
+    result["dispatch"] = dispatch(n, rounds, aiohttp=with_aiohttp, httpx=with_httpx)
     d = result["dispatch"]
-    kinds = ["sync", "async"] + (["sync aiohttp", "async aiohttp"] if with_aiohttp else [])
+    kinds = (["sync", "async"] if with_httpx else []) + (
+        ["sync aiohttp", "async aiohttp"] if with_aiohttp else []
+    )
     print(
         table(
             [

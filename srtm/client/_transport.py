@@ -128,6 +128,26 @@ def _require_aiohttp() -> None:
     require("srtm.client's transport='aiohttp'", "aiohttp", "aiohttp")
 
 
+class _Response(httpx.Response):
+    """An ``httpx.Response`` whose ``request`` is built when first asked for.
+
+    Building an ``httpx.Request`` is a measurable share of an SR's cost over aiohttp, and
+    most callers never look at it; ``raise_for_status()`` and ``response.request`` do.
+    """
+
+    make_request: Callable[[], httpx.Request] | None = None
+
+    @property
+    def request(self) -> httpx.Request:
+        if self._request is None and self.make_request is not None:
+            self._request = self.make_request()
+        return super().request
+
+    @request.setter
+    def request(self, value: httpx.Request) -> None:
+        self._request = value
+
+
 class AiohttpAsyncWire:
     """aiohttp's ``ClientSession``, made on first use (it belongs to the running loop).
 
@@ -208,13 +228,13 @@ class AiohttpAsyncWire:
             raise httpx.ReadTimeout(str(exc) or type(exc).__name__) from exc
         except aiohttp.ClientError as exc:
             raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
-        request = httpx.Request("POST", url, headers={**self._headers, **headers}, content=body)
         # As a stream, so the response keeps the headers it came with (content= would add
         # a Content-Length to a chunked answer).
-        response = httpx.Response(
-            status, headers=raw_headers, stream=httpx.ByteStream(content), request=request
-        )
+        response = _Response(status, headers=raw_headers, stream=httpx.ByteStream(content))
         response.read()
+        response.make_request = partial(
+            httpx.Request, "POST", url, headers={**self._headers, **headers}, content=body
+        )
         return response
 
     async def aclose(self) -> None:
