@@ -147,6 +147,10 @@ class _Response(httpx.Response):
     def request(self, value: httpx.Request) -> None:
         self._request = value
 
+    def raise_for_status(self) -> httpx.Response:
+        self.request  # noqa: B018 (built now: httpx reads the attribute behind it)
+        return super().raise_for_status()
+
 
 class AiohttpAsyncWire:
     """aiohttp's ``ClientSession``, made on first use (it belongs to the running loop).

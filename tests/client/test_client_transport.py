@@ -59,13 +59,13 @@ def test_paths_join_the_base_url_and_answers_arrive_as_sent(make_http_client: Ma
         response = client.send(sr("2.2", path="/sr", request_id="top-up-1"))
         client.close()
     # httpx's rule on both wires: the path is appended to the base URL's path.
+    assert response.raise_for_status() is response  # it has its request to name
     assert [(a.request_id, a.status) for a in app.log] == [("top-up-1", 201)]
     assert response.headers["x-answer"] == "/dcc/api/sr"
     assert response.content == b"<Done/>"
     assert response.status_code == 201
     assert str(response.request.url) == url + "/dcc/api/sr"
     assert response.request.headers["x-request-id"] == "top-up-1"
-    response.raise_for_status()  # the request is there for it to name
 
 
 @contextmanager
