@@ -287,6 +287,10 @@ class AiohttpSyncWire:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[httpx.Response]] = set()
+        self._starting: list[
+            tuple[str, bytes, dict[str, str], Callable[[httpx.Response | Exception], None]]
+        ] = []
+        self._woken = False
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -317,19 +321,22 @@ class AiohttpSyncWire:
         in-flight slot busy, and no thread is handed a request and woken per SR.
         """
         loop = self._loop if self._loop is not None else self._start()
-        loop.call_soon_threadsafe(self._begin, loop, path, body, headers, done)
+        with self._lock:
+            self._starting.append((path, body, headers, done))
+            if self._woken:
+                return  # the loop has been woken for this batch already
+            self._woken = True
+        # One wake-up of the loop per batch, not per SR (each is a write to its pipe).
+        loop.call_soon_threadsafe(self._begin, loop)
 
-    def _begin(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        path: str,
-        body: bytes,
-        headers: dict[str, str],
-        done: Callable[[httpx.Response | Exception], None],
-    ) -> None:
-        task = loop.create_task(self._wire.post(path, body, headers))
-        self._tasks.add(task)  # the loop holds tasks weakly
-        task.add_done_callback(partial(self._ended, done))
+    def _begin(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            batch, self._starting = self._starting, []
+            self._woken = False
+        for path, body, headers, done in batch:
+            task = loop.create_task(self._wire.post(path, body, headers))
+            self._tasks.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(partial(self._ended, done))
 
     def _ended(
         self, done: Callable[[httpx.Response | Exception], None], task: asyncio.Task[httpx.Response]
