@@ -300,7 +300,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     fields; ``pace_factor``: the share of that rate to use), ``retry`` (a
     ``RetryPolicy``, which holds the ``RefusalRule``), ``on_event`` (a hook),
     ``exit_timeout``, ``transport`` (``"httpx"``, the default; ``"aiohttp"``, with the
-    ``aiohttp`` extra, several times faster per SR; or an httpx transport object, for
+    ``aiohttp`` extra, about three times the SR rate; or an httpx transport object, for
     tests), and for tests ``clock`` and ``rng``.
     """
 

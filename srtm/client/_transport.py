@@ -4,7 +4,7 @@ The clients see one small interface, ``post(path, body, headers) -> httpx.Respon
 the core, the handles and the caller see ``httpx.Response`` and httpx's exceptions
 whichever library carried the request. httpx is the core dependency and the default.
 aiohttp is optional (``pip install 'srtm[aiohttp]'``, chosen with ``transport="aiohttp"``):
-over real HTTP it carries several times as many requests per second of CPU as httpx
+over real HTTP it roughly triples the clients' SR rate
 (docs/client.md, "Measured"). Its exceptions are mapped onto httpx's by one rule: an
 error before the request could have been written (connection refused, connect
 timeout) is "unsent"; anything after is "outcome unknown".
