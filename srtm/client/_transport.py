@@ -277,8 +277,10 @@ class _ThreadPerCallExecutor(concurrent.futures.ThreadPoolExecutor):
 class AiohttpSyncWire:
     """aiohttp for the sync client: one session on an event loop in a daemon thread.
 
-    Each worker thread hands its request to that loop and waits for the answer, so the
-    sync client's threads, locks and virtual-clock rules stay as they are.
+    The client's workers ``start()`` each send on that loop and go on to the next SR; the
+    outcome comes back through a callback, for a worker to report (``post()`` sends and
+    waits, for a caller that wants one answer). The sync client's locks, hooks and
+    virtual-clock rules stay as they are.
     """
 
     def __init__(self, **options: Any) -> None:
