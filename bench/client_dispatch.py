@@ -4,9 +4,11 @@
   local server (the bare ASGI app under uvicorn, in a process of its own), with 8 in
   flight (the default), against raw httpx doing the same POSTs with the same transport
   and concurrency (8 threads sharing one ``httpx.Client``; 8 coroutines sharing one
-  ``httpx.AsyncClient``). The four variants run in interleaved rounds and the figures
-  are medians over rounds; the ratio is the median of each round's ratio, so a loaded
-  machine shifts both sides alike. Also: the time to ``submit`` one SR.
+  ``httpx.AsyncClient``); and, with aiohttp installed (the ``aiohttp`` extra), both
+  clients with ``transport="aiohttp"`` against raw aiohttp (8 coroutines sharing one
+  ``ClientSession``). The variants run in interleaved rounds and the figures are medians
+  over rounds; the ratio is the median of each round's ratio, so a loaded machine shifts
+  both sides alike. Also: the time to ``submit`` one SR. ``--in-flight`` changes the 8.
 * ``top-up``: the client's own machinery (queue, priorities, settlement) through an
   in-process ``httpx.MockTransport`` whose gateway takes ``--service-ms`` per request;
   100,000 bulk reads (variant 4.8.1, the lowest class) are queued, then a prepayment
@@ -14,7 +16,8 @@
   top-up's latency from ``submit`` to its response, against what a FIFO queue would
   make it wait (the depth ahead of it over the dispatch rate).
 
-Usage: ``python bench/client_dispatch.py [--quick] [--srs N] [--rounds R] [--bulk N]``.
+Usage: ``python bench/client_dispatch.py [--quick] [--srs N] [--rounds R] [--bulk N]
+[--in-flight K] [--no-aiohttp | --no-httpx] [--no-top-up]``.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib.util
 import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,45 +122,107 @@ def limits() -> httpx.Limits:
 
 
 class Dispatch:
-    """The four variants, each keeping its client (and its connections) across rounds."""
+    """The variants, each keeping its client (and its connections) across rounds.
 
-    def __init__(self, url: str) -> None:
+    Over httpx: raw httpx sync and async against srtm's sync and async clients. Over
+    aiohttp (when installed): raw aiohttp (IN_FLIGHT coroutines sharing one session, the
+    library's own ceiling) against both srtm clients with ``transport="aiohttp"``.
+    """
+
+    def __init__(self, url: str, *, aiohttp: bool) -> None:
         self.url = url
         self.loop = asyncio.new_event_loop()
         self.raw_sync = httpx.Client(base_url=url, limits=limits())
-        self.srtm_sync = ServiceRequestClient(
-            base_url=url, user_id=USER, max_in_flight=IN_FLIGHT, follow_rate_limit=False
+        options: dict[str, Any] = {
+            "base_url": url,
+            "user_id": USER,
+            "max_in_flight": IN_FLIGHT,
+            "follow_rate_limit": False,
+        }
+        self.srtm_sync = ServiceRequestClient(**options)
+        self.aiohttp = aiohttp
+        self.srtm_sync_aiohttp = (
+            ServiceRequestClient(**options, transport="aiohttp") if aiohttp else None
         )
 
-        async def make() -> tuple[httpx.AsyncClient, AsyncServiceRequestClient]:
+        async def make() -> tuple[httpx.AsyncClient, AsyncServiceRequestClient, Any, Any]:
+            session = client = None
+            if aiohttp:
+                import aiohttp as library
+
+                session = library.ClientSession(
+                    connector=library.TCPConnector(limit=IN_FLIGHT),
+                    cookie_jar=library.DummyCookieJar(),
+                )
+                client = AsyncServiceRequestClient(**options, transport="aiohttp")
             return (
                 httpx.AsyncClient(base_url=url, limits=limits()),
-                AsyncServiceRequestClient(
-                    base_url=url, user_id=USER, max_in_flight=IN_FLIGHT, follow_rate_limit=False
-                ),
+                AsyncServiceRequestClient(**options),
+                session,
+                client,
             )
 
-        self.raw_async, self.srtm_async = self.loop.run_until_complete(make())
-        self.submit_us: dict[str, list[float]] = {"sync": [], "async": []}
+        made = self.loop.run_until_complete(make())
+        self.raw_async, self.srtm_async, self.raw_aiohttp, self.srtm_async_aiohttp = made
+        self.submit_us: dict[str, list[float]] = {
+            "sync": [],
+            "async": [],
+            "sync aiohttp": [],
+            "async aiohttp": [],
+        }
 
     def close(self) -> None:
         self.raw_sync.close()
         self.srtm_sync.close()
+        if self.srtm_sync_aiohttp is not None:
+            self.srtm_sync_aiohttp.close()
 
         async def close() -> None:
             await self.raw_async.aclose()
             await self.srtm_async.aclose()
+            if self.raw_aiohttp is not None:
+                await self.raw_aiohttp.close()
+            if self.srtm_async_aiohttp is not None:
+                await self.srtm_async_aiohttp.aclose()
 
         self.loop.run_until_complete(close())
         self.loop.close()
 
-    def variants(self) -> dict[str, Callable[[int], float]]:
-        return {
-            "httpx sync": self.httpx_sync,
-            "srtm sync": self.client_sync,
-            "httpx async": self.httpx_async,
-            "srtm async": self.client_async,
-        }
+    def variants(self, *, httpx: bool = True) -> dict[str, Callable[[int], float]]:
+        variants: dict[str, Callable[[int], float]] = {}
+        if httpx:
+            variants["httpx sync"] = self.httpx_sync
+            variants["srtm sync"] = partial(self.client_sync, self.srtm_sync, "sync")
+            variants["httpx async"] = self.httpx_async
+            variants["srtm async"] = partial(self.client_async, self.srtm_async, "async")
+        if self.srtm_sync_aiohttp is not None and self.srtm_async_aiohttp is not None:
+            variants["aiohttp raw"] = self.aiohttp_raw
+            variants["srtm sync aiohttp"] = partial(
+                self.client_sync, self.srtm_sync_aiohttp, "sync aiohttp"
+            )
+            variants["srtm async aiohttp"] = partial(
+                self.client_async, self.srtm_async_aiohttp, "async aiohttp"
+            )
+        return variants
+
+    def aiohttp_raw(self, n: int) -> float:
+        headers = {"content-type": "application/xml", "x-service-user-id": USER}
+        url = self.url + "/sr"
+
+        async def run() -> float:
+            counter = iter(range(n))
+
+            async def work() -> None:
+                for _ in counter:
+                    async with self.raw_aiohttp.post(url, data=BODY, headers=headers) as answer:
+                        await answer.read()
+                        answer.raise_for_status()
+
+            start = time.perf_counter()
+            await asyncio.gather(*(work() for _ in range(IN_FLIGHT)))
+            return time.perf_counter() - start
+
+        return self.loop.run_until_complete(run())
 
     def httpx_sync(self, n: int) -> float:
         counter = iter(range(n))
@@ -177,16 +244,16 @@ class Dispatch:
             thread.join()
         return time.perf_counter() - start
 
-    def client_sync(self, n: int) -> float:
+    def client_sync(self, client: ServiceRequestClient, kind: str, n: int) -> float:
         srs = bulk_reads(n)
         start = time.perf_counter()
-        futures = [self.srtm_sync.submit(sr) for sr in srs]
+        futures = [client.submit(sr) for sr in srs]
         submitted = time.perf_counter()
         concurrent.futures.wait(futures, timeout=300)  # one wake-up, not one per SR
         done = time.perf_counter()
         for future in futures:
             future.result(timeout=0).raise_for_status()
-        self.submit_us["sync"].append((submitted - start) / n * 1e6)
+        self.submit_us[kind].append((submitted - start) / n * 1e6)
         return done - start
 
     def httpx_async(self, n: int) -> float:
@@ -206,39 +273,43 @@ class Dispatch:
 
         return self.loop.run_until_complete(run())
 
-    def client_async(self, n: int) -> float:
+    def client_async(self, client: AsyncServiceRequestClient, kind: str, n: int) -> float:
         srs = bulk_reads(n)
 
         async def run() -> float:
             start = time.perf_counter()
-            futures = [self.srtm_async.submit(sr) for sr in srs]
+            futures = [client.submit(sr) for sr in srs]
             submitted = time.perf_counter()
             for response in await asyncio.gather(*futures):
                 response.raise_for_status()
             done = time.perf_counter()
-            self.submit_us["async"].append((submitted - start) / n * 1e6)
+            self.submit_us[kind].append((submitted - start) / n * 1e6)
             return done - start
 
         return self.loop.run_until_complete(run())
 
 
-def dispatch(n: int, rounds: int) -> dict[str, Any]:
+def dispatch(n: int, rounds: int, *, aiohttp: bool, httpx: bool = True) -> dict[str, Any]:
     """SRs settled per second by each variant, medians over interleaved rounds."""
     load_before = os.getloadavg()
     with instant_server() as url:
-        bench = Dispatch(url)
+        bench = Dispatch(url, aiohttp=aiohttp)
         try:
-            samples = interleaved(bench.variants(), n=n, rounds=rounds)
+            samples = interleaved(bench.variants(httpx=httpx), n=n, rounds=rounds)
         finally:
             bench.close()
     result: dict[str, Any] = {"srs_per_round": n, "rounds": rounds, "in_flight": IN_FLIGHT}
-    for kind in ("sync", "async"):
-        ours, raw = samples[f"srtm {kind}"], samples[f"httpx {kind}"]
+    pairs = [("sync", "httpx sync"), ("async", "httpx async")] if httpx else []
+    if aiohttp:
+        pairs += [("sync aiohttp", "aiohttp raw"), ("async aiohttp", "aiohttp raw")]
+    for kind, raw_name in pairs:
+        ours, raw = samples[f"srtm {kind}"], samples[raw_name]
         result[kind] = {
             "settled_per_s": round(1 / median(ours)),
-            "raw_httpx_per_s": round(1 / median(raw)),
-            # each round's srtm rate over raw httpx's rate in the same round
-            "ratio_to_raw_httpx": round(ratio_median(raw, ours), 3),
+            "raw": raw_name,
+            "raw_per_s": round(1 / median(raw)),
+            # each round's srtm rate over the raw library's rate in the same round
+            "ratio_to_raw": round(ratio_median(raw, ours), 3),
             "submit_us": round(median(bench.submit_us[kind]), 2),
             "per_round_per_s": [round(1 / s) for s in ours],
             "raw_per_round_per_s": [round(1 / s) for s in raw],
@@ -338,13 +409,18 @@ def summarise(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    global IN_FLIGHT
     parser = base_parser(__doc__ or "")
     parser.add_argument("--srs", type=int, default=None, help="SRs per dispatch round (5000)")
     parser.add_argument("--rounds", type=int, default=None, help="dispatch rounds (9)")
     parser.add_argument("--bulk", type=int, default=None, help="bulk reads queued (100000)")
     parser.add_argument("--service-ms", type=float, default=2.0, help="gateway time a request")
     parser.add_argument("--no-top-up", action="store_true", help="dispatch figures only")
+    parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="SRs in flight (8)")
+    parser.add_argument("--no-aiohttp", action="store_true", help="httpx variants only")
+    parser.add_argument("--no-httpx", action="store_true", help="aiohttp variants only")
     args = parser.parse_args(argv)
+    IN_FLIGHT = args.in_flight
     bulk = args.bulk or (1_000 if args.quick else 100_000)
     n = args.srs or (200 if args.quick else 5_000)
     rounds = args.rounds or (2 if args.quick else 9)
@@ -353,23 +429,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info = machine()
     header("the client: dispatch rate over real HTTP, and a top-up behind the bulk", info)
     result: dict[str, Any] = {"machine": info, "service_ms": args.service_ms}
-    result["dispatch"] = dispatch(n, rounds)
+    with_aiohttp = not args.no_aiohttp and importlib.util.find_spec("aiohttp") is not None
+    with_httpx = not args.no_httpx
+    result["dispatch"] = dispatch(n, rounds, aiohttp=with_aiohttp, httpx=with_httpx)
     d = result["dispatch"]
+    kinds = (["sync", "async"] if with_httpx else []) + (
+        ["sync aiohttp", "async aiohttp"] if with_aiohttp else []
+    )
     print(
         table(
             [
                 [
                     kind,
                     f"{d[kind]['settled_per_s']}",
-                    f"{d[kind]['raw_httpx_per_s']}",
-                    f"{d[kind]['ratio_to_raw_httpx']:.2f}",
+                    d[kind]["raw"],
+                    f"{d[kind]['raw_per_s']}",
+                    f"{d[kind]['ratio_to_raw']:.2f}",
                     f"{d[kind]['submit_us']:.1f}",
                 ]
-                for kind in ("sync", "async")
+                for kind in kinds
             ],
-            ["client", "srtm SR/s", "raw httpx SR/s", "srtm / raw (median)", "submit (us)"],
+            ["client", "srtm SR/s", "raw", "raw SR/s", "srtm / raw (median)", "submit (us)"],
         )
     )
+    print(f"   {IN_FLIGHT} in flight")
     print(f"   load average before, after: {d['load_average_before_after']}")
     if not args.no_top_up:
         result["top_up"] = {

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The pages whose blocks are checked. docs/client.md and docs/trust.md join by name.
+# The pages whose blocks are checked. docs/trust.md joins by name.
 PAGES = [
     "docs/index.md",
     "docs/mechanism.md",
@@ -76,6 +76,7 @@ PAGES = [
     "docs/scenarios/denial-of-service.md",
     "docs/scenarios/dsp-outage.md",
     "docs/scenarios/cold-snap.md",
+    "docs/client.md",
 ]
 
 LANGUAGES = {"python", "sh", "console", "json", "text"}

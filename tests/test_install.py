@@ -29,6 +29,14 @@ NOT_IN_CORE = [
     "coredis",
     "redis",
     "prometheus_client",
+    # the aiohttp extra (the client's faster transport)
+    "aiohttp",
+    "yarl",
+    "multidict",
+    "frozenlist",
+    "aiosignal",
+    "propcache",
+    "aiohappyeyeballs",
 ]
 
 

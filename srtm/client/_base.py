@@ -338,7 +338,10 @@ class ClientCore(Generic[H]):
             ),
             0,
         )
-        self._waited: dict[int, WaitStats] = {}
+        self._waited: dict[int, list[float]] = {}
+        #: Whether to build events for take_outbox (a driver with no hook turns it off:
+        #: one event object per SR is a measurable share of the client's own cost).
+        self.report_events = True
 
     # -- state ---------------------------------------------------------------------------
 
@@ -373,7 +376,10 @@ class ClientCore(Generic[H]):
             in_flight=self._in_flight,
             paused_for=max(0.0, self._pause_until - now),
             pace=self.pacer.rate,
-            waited=dict(sorted(self._waited.items())),
+            waited={
+                cls: WaitStats(count=int(count), total=total, max=longest)
+                for cls, (count, total, longest) in sorted(self._waited.items())
+            },
             **self._counts,
         )
 
@@ -427,16 +433,15 @@ class ClientCore(Generic[H]):
             self._queue.promote(now)
             if self._closing and self._in_flight == 0 and len(self._queue) == 0:
                 return Finished()
-            wake = self._wake_time()
             if len(self._queue) == 0:
                 return Wait(None)  # a submission or a completion wakes the driver
             if self._in_flight >= self.max_in_flight:
-                return Wait(wake)  # or sooner: a completion wakes the driver
+                return Wait(self._wake_time())  # or sooner: a completion wakes the driver
             if now < self._pause_until:
-                return Wait(_earliest(wake, self._pause_until))
+                return Wait(_earliest(self._wake_time(), self._pause_until))
             entry = self._choose(now)
             if isinstance(entry, Wait):
-                return Wait(_earliest(wake, entry.until))
+                return Wait(_earliest(self._wake_time(), entry.until))
             if not self._claim(entry.handle, entry.attempts == 0):
                 # Cancelled by the caller a moment ago.
                 self._queue.remove(entry)
@@ -477,10 +482,14 @@ class ClientCore(Generic[H]):
             entry.first_sent_at = now
             self.budget.earn(now)
             waited = now - entry.submitted_at
-            old = self._waited.get(entry.cls, WaitStats())
-            self._waited[entry.cls] = WaitStats(
-                count=old.count + 1, total=old.total + waited, max=max(old.max, waited)
-            )
+            # [count, total, max], made into WaitStats only when stats() asks.
+            tally = self._waited.get(entry.cls)
+            if tally is None:
+                tally = self._waited[entry.cls] = [0, 0.0, 0.0]
+            tally[0] += 1
+            tally[1] += waited
+            if waited > tally[2]:
+                tally[2] = waited
 
     def _wake_time(self) -> float | None:
         while self._deadlines and self._deadlines[0][2].status is not _State.QUEUED:
@@ -708,6 +717,15 @@ class ClientCore(Generic[H]):
         if report:
             self._settled.append(Settlement(entry.handle, outcome, value))
         response = value if isinstance(value, httpx.Response) else None
+        logger.debug(
+            "SR %s (variant %s): %s after %d attempt(s)",
+            entry.sr.request_id,
+            entry.sr.variant,
+            outcome if response is None else response.status_code,
+            entry.attempts,
+        )
+        if not self.report_events:
+            return
         error = value if isinstance(value, BaseException) else None
         self._events.append(
             SRSettled(
@@ -722,13 +740,6 @@ class ClientCore(Generic[H]):
                 else entry.first_sent_at - entry.submitted_at,
                 latency=now - entry.submitted_at,
             )
-        )
-        logger.debug(
-            "SR %s (variant %s): %s after %d attempt(s)",
-            entry.sr.request_id,
-            entry.sr.variant,
-            outcome if response is None else response.status_code,
-            entry.attempts,
         )
 
     # -- closing -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import httpx
 
@@ -30,6 +30,16 @@ from srtm.client._base import ClientCore, Dispatch, Finished, Settlement, _Entry
 from srtm.client._clock import Clock, SystemClock
 from srtm.client._priorities import Classifier, PriorityPolicy
 from srtm.client._retry import RetryPolicy
+from srtm.client._transport import (
+    TRANSPORTS,
+    AiohttpAsyncWire,
+    AiohttpSyncWire,
+    AsyncWire,
+    HttpxAsyncWire,
+    HttpxSyncWire,
+    SyncWire,
+    TransportName,
+)
 
 if TYPE_CHECKING:
     import random
@@ -145,6 +155,20 @@ def _ssl_context(verify: ssl.SSLContext | str | bool, cert: CertTypes | None) ->
     return ctx
 
 
+def _library(transport: object) -> TransportName | None:
+    """The library a ``transport`` argument names (None: a test's httpx transport)."""
+    if transport is None:
+        return "httpx"
+    if isinstance(transport, str):
+        if transport not in TRANSPORTS:
+            raise ValueError(
+                f"transport: must be one of {', '.join(map(repr, TRANSPORTS))} "
+                f"(or an httpx transport), got {transport!r}"
+            )
+        return "aiohttp" if transport == "aiohttp" else "httpx"
+    return None
+
+
 class BaseClient(Generic[H]):
     """What the sync and async clients share: configuration, the core, reporting."""
 
@@ -176,7 +200,6 @@ class BaseClient(Generic[H]):
         self.base_url: httpx.URL = httpx.URL(base_url)
         self.user_id = user_id
         self.duis_version = duis_version
-        self.on_event = on_event
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.identity_headers: dict[str, str] = {
             **(headers or {}),
@@ -195,6 +218,34 @@ class BaseClient(Generic[H]):
             claim=self._claim,
             cancelled=self._is_cancelled,
         )
+        self.on_event = on_event
+
+    @property
+    def on_event(self) -> Callable[[ClientEvent], None] | None:
+        """The hook that sees every event (None: events are not even built)."""
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, hook: Callable[[ClientEvent], None] | None) -> None:
+        self._on_event = hook
+        self._core.report_events = hook is not None
+
+    def _wire_options(
+        self,
+        verify: ssl.SSLContext | str | bool,
+        cert: CertTypes | None,
+        timeout: httpx.Timeout | float | None,
+        *,
+        mock: bool = False,
+    ) -> dict[str, Any]:
+        """What every transport is built from (a test's mock transport needs no TLS)."""
+        return {
+            "base_url": self.base_url,
+            "headers": self.identity_headers,
+            "ssl_context": None if mock else partial(_ssl_context, verify, cert),
+            "timeout": timeout,
+            "max_in_flight": self._core.max_in_flight,
+        }
 
     # Handle operations, which differ between concurrent.futures and asyncio.
     def _claim(self, handle: H, first: bool) -> bool:
@@ -248,7 +299,9 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     allocation in SR/s if known; ``follow_rate_limit``: read the gateway's RateLimit
     fields; ``pace_factor``: the share of that rate to use), ``retry`` (a
     ``RetryPolicy``, which holds the ``RefusalRule``), ``on_event`` (a hook),
-    ``exit_timeout``, and for tests ``clock``, ``rng`` and ``transport``.
+    ``exit_timeout``, ``transport`` (``"httpx"``, the default; ``"aiohttp"``, with the
+    ``aiohttp`` extra, about three times the SR rate; or an httpx transport object, for
+    tests), and for tests ``clock`` and ``rng``.
     """
 
     def __init__(
@@ -271,7 +324,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
         exit_timeout: float | None = DEFAULT_EXIT_TIMEOUT,
         clock: Clock | None = None,
         rng: random.Random | Callable[[], float] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | TransportName | None = None,
     ) -> None:
         super().__init__(
             base_url=base_url,
@@ -289,18 +342,20 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
             clock=clock,
             rng=rng,
         )
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers=self.identity_headers,
-            verify=_ssl_context(verify, cert) if transport is None else True,
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
-            ),
-            transport=transport,
-        )
+        self._wire: SyncWire
+        if _library(transport) == "aiohttp":
+            self._wire = AiohttpSyncWire(**self._wire_options(verify, cert, timeout))
+        else:
+            mock = None if isinstance(transport, str) else transport
+            self._wire = HttpxSyncWire(
+                **self._wire_options(verify, cert, timeout, mock=mock is not None), transport=mock
+            )
         self._cond = threading.Condition(threading.RLock())
         self._busy = 0  # sends taken by a worker and not yet fully reported
+        self._background = self._wire if isinstance(self._wire, AiohttpSyncWire) else None
+        #: Outcomes of background sends, for a worker to report to the core.
+        self._completed: list[tuple[_Entry[concurrent.futures.Future[httpx.Response]], Outcome]]
+        self._completed = []
         self._workers: list[threading.Thread] = []
         self._closed = False
         _at_exit.add(self)
@@ -395,7 +450,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
                     left,
                 )
                 return
-        self._http.close()
+        self._wire.close()
         _at_exit.discard(self)
         _report_unknown(self.outcome_unknown)
 
@@ -495,38 +550,72 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
     def _work(self) -> None:
         core, cond = self._core, self._cond
         virtual = self.clock.virtual
+        # A wire that sends in the background (aiohttp's, on its event loop) does not hold
+        # a worker per request: the worker starts the send and takes the next action at
+        # once, and the outcome comes back through ``_completed``. With httpx the worker
+        # sends, blocking, and then reports.
+        background = self._background
         # On the real clock, a worker reports an attempt's outcome and takes its next
         # action under one hold of the lock (one acquisition per SR, not three).
         report: tuple[_Entry[concurrent.futures.Future[httpx.Response]], Outcome] | None = None
         while True:
+            reported = 0
             with cond:
                 if report is not None:
                     core.attempt_finished(*report)
                     report = None
                 while True:
+                    if self._completed:
+                        done, self._completed = self._completed, []
+                        for entry, outcome in done:
+                            core.attempt_finished(entry, outcome)
+                        reported += len(done)
                     action = core.next_action()
                     settled, events = core.take_outbox()
                     if isinstance(action, Dispatch):
                         if virtual:
                             self._busy += 1
+                        if background is not None:
+                            entry = action.entry
+                            background.start(
+                                entry.sr.path,
+                                entry.sr.body,
+                                self._request_headers(entry),
+                                partial(self._complete, entry),
+                            )
+                            if settled or events or reported:
+                                break
+                            continue  # the next SR, under the same hold of the lock
                         if core.has_work_for_another():
                             cond.notify()  # another worker may take the next SR
                         break
                     if isinstance(action, Finished):
                         cond.notify_all()
                         break
-                    if settled or events:
+                    if settled or events or reported:
                         break
                     self._wait(action.until)
             if settled or events:
                 self._deliver(settled, events)
-            if isinstance(action, Dispatch):
+            if reported and virtual:
+                with cond:  # time may move again once their hooks have run
+                    self._busy -= reported
+                    cond.notify_all()
+            if isinstance(action, Dispatch) and background is None:
                 if virtual:
                     self._attempt(action.entry)
                 else:
                     report = (action.entry, self._send(action.entry))
             elif isinstance(action, Finished):
                 return
+
+    def _complete(
+        self, entry: _Entry[concurrent.futures.Future[httpx.Response]], outcome: Outcome
+    ) -> None:
+        """A background send ended (on the wire's thread): a worker takes it from here."""
+        with self._cond:
+            self._completed.append((entry, outcome))
+            self._cond.notify()
 
     def _wait(self, until: float | None) -> None:
         """Wait (holding the condition) until ``until`` or a notification."""
@@ -543,9 +632,7 @@ class ServiceRequestClient(BaseClient["concurrent.futures.Future[httpx.Response]
 
     def _send(self, entry: _Entry[concurrent.futures.Future[httpx.Response]]) -> Outcome:
         try:
-            return self._http.post(
-                entry.sr.path, content=entry.sr.body, headers=self._request_headers(entry)
-            )
+            return self._wire.post(entry.sr.path, entry.sr.body, self._request_headers(entry))
         except Exception as exc:
             return exc
 
@@ -595,7 +682,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         exit_timeout: float | None = DEFAULT_EXIT_TIMEOUT,
         clock: Clock | None = None,
         rng: random.Random | Callable[[], float] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | TransportName | None = None,
     ) -> None:
         super().__init__(
             base_url=base_url,
@@ -613,16 +700,14 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             clock=clock,
             rng=rng,
         )
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=self.identity_headers,
-            verify=_ssl_context(verify, cert) if transport is None else True,
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_in_flight, max_keepalive_connections=max_in_flight
-            ),
-            transport=transport,
-        )
+        self._wire: AsyncWire
+        if _library(transport) == "aiohttp":
+            self._wire = AiohttpAsyncWire(**self._wire_options(verify, cert, timeout))
+        else:
+            mock = None if isinstance(transport, str) else transport
+            self._wire = HttpxAsyncWire(
+                **self._wire_options(verify, cert, timeout, mock=mock is not None), transport=mock
+            )
         self._workers: list[asyncio.Task[None]] = []
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
         self._exit_hook: AsyncGenerator[None, None] | None = None
@@ -674,7 +759,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             self._deliver(*self._core.take_outbox())
             self._notify(everyone=True)
             await self._join(None)
-        await self._http.aclose()
+        await self._wire.aclose()
         if self._exit_hook is not None:
             await self._exit_hook.aclose()
         _report_unknown(self._core.outcome_unknown)
@@ -796,7 +881,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
                 for worker in self._workers:
                     worker.cancel()  # what is still in flight ends as outcome unknown
                 await self._join(None)
-        await self._http.aclose()
+        await self._wire.aclose()
         _report_unknown(self._core.outcome_unknown)
 
     async def _run(self) -> None:
@@ -849,8 +934,8 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
     async def _attempt(self, entry: _Entry[asyncio.Future[httpx.Response]]) -> None:
         outcome: httpx.Response | BaseException
         try:
-            outcome = await self._http.post(
-                entry.sr.path, content=entry.sr.body, headers=self._request_headers(entry)
+            outcome = await self._wire.post(
+                entry.sr.path, entry.sr.body, self._request_headers(entry)
             )
         except asyncio.CancelledError:
             self._core.attempt_cancelled(entry)

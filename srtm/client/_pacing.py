@@ -28,13 +28,14 @@ class Pacer:
 
     __slots__ = (
         "_bulk_tat",
+        "_gateway",
         "_tat",
         "_windows",
         "bulk_share",
         "configured",
         "factor",
         "follow_gateway",
-        "gateway",
+        "rate",
     )
 
     def __init__(
@@ -53,17 +54,24 @@ class Pacer:
         self.follow_gateway = follow_gateway
         self.factor = factor
         self.bulk_share = bulk_share
-        self.gateway: float | None = None
+        self.gateway = None  # sets ``rate`` too
         self._tat = -math.inf
         self._bulk_tat = -math.inf
         # Per policy: SRs left in its window, and when the window ends (monotonic).
         self._windows: dict[str | None, list[float]] = {}
 
     @property
-    def rate(self) -> float | None:
-        """The pace in SR/s, or None when unpaced."""
-        rates = [r for r in (self.configured, self.gateway) if r is not None]
-        return min(rates) * self.factor if rates else None
+    def gateway(self) -> float | None:
+        """The pace the gateway's RateLimit fields ask for, in SR/s (None: none seen)."""
+        return self._gateway
+
+    @gateway.setter
+    def gateway(self, value: float | None) -> None:
+        self._gateway = value
+        rates = [r for r in (self.configured, value) if r is not None]
+        # Kept, not computed per SR: ready_at and on_send read it for every send.
+        #: The pace in SR/s, or None when unpaced.
+        self.rate: float | None = min(rates) * self.factor if rates else None
 
     def observe(self, info: RateLimitInfo | None, now: float) -> None:
         """Take in the RateLimit fields of a response."""

@@ -37,13 +37,14 @@ _tokens = itertools.count(1)
 class SRQueue(Generic[E]):
     """Ready SRs by class and key; deferred SRs by the time they may go."""
 
-    __slots__ = ("_deferred", "_depth", "_n_deferred", "_ready")
+    __slots__ = ("_deferred", "_depth", "_n_deferred", "_ready", "_total")
 
     def __init__(self) -> None:
         self._ready: dict[int, list[tuple[tuple[float, int], int, E]]] = {}
         self._deferred: list[tuple[float, int, int, E]] = []
         self._depth: dict[int, int] = {}
         self._n_deferred = 0
+        self._total = 0  # sum(self._depth.values()), kept: len() is asked once per SR
 
     # -- adding -------------------------------------------------------------------------
 
@@ -52,12 +53,14 @@ class SRQueue(Generic[E]):
         entry.qtoken = next(_tokens)
         heapq.heappush(self._ready.setdefault(entry.cls, []), (entry.key, entry.qtoken, entry))
         self._depth[entry.cls] = self._depth.get(entry.cls, 0) + 1
+        self._total += 1
 
     def defer(self, entry: E, until: float) -> None:
         """Hold an SR until ``until``, then make it ready again in its place."""
         entry.qtoken = -next(_tokens)  # negative: deferred
         heapq.heappush(self._deferred, (until, entry.key[1], entry.qtoken, entry))
         self._depth[entry.cls] = self._depth.get(entry.cls, 0) + 1
+        self._total += 1
         self._n_deferred += 1
 
     def promote(self, now: float) -> None:
@@ -72,6 +75,7 @@ class SRQueue(Generic[E]):
             heapq.heappop(self._deferred)
             self._n_deferred -= 1
             self._depth[entry.cls] -= 1
+            self._total -= 1
             self.push(entry)
 
     # -- taking -------------------------------------------------------------------------
@@ -103,6 +107,7 @@ class SRQueue(Generic[E]):
         if entry.qtoken < 0:
             self._n_deferred -= 1
         self._depth[entry.cls] -= 1
+        self._total -= 1
         entry.qtoken = 0
         return True
 
@@ -127,7 +132,7 @@ class SRQueue(Generic[E]):
         return self._n_deferred
 
     def __len__(self) -> int:
-        return sum(self._depth.values())
+        return self._total
 
     def drain(self) -> list[E]:
         """Remove and return every queued SR, deferred ones included, in key order."""
@@ -140,6 +145,7 @@ class SRQueue(Generic[E]):
         self._deferred.clear()
         self._depth.clear()
         self._n_deferred = 0
+        self._total = 0
         for entry in entries:
             entry.qtoken = 0
         return entries

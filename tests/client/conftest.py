@@ -68,6 +68,23 @@ def make_client(kind: str) -> Iterator[Callable[..., Facade]]:
         facade.stop()
 
 
+@pytest.fixture(params=["httpx", "aiohttp"])
+def wire(request: pytest.FixtureRequest) -> str:
+    """The library that carries the client's requests (``transport=``)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_http_client(make_client: Callable[..., Facade], wire: str) -> Callable[..., Facade]:
+    """``make_client`` for tests over real HTTP: each runs over httpx and over aiohttp."""
+
+    def make(**kwargs: Any) -> Facade:
+        kwargs.setdefault("transport", wire)
+        return make_client(**kwargs)
+
+    return make
+
+
 @pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock()

@@ -63,7 +63,7 @@ class TopUpRun:
 
 
 def run_top_up_scenario(
-    make_client: Make,
+    make_http_client: Make,
     base_url: str,
     *,
     n_bulk: int,
@@ -95,7 +95,7 @@ def run_top_up_scenario(
                     if settled_bulk >= fraction * n_bulk:
                         mark.set()
 
-    client = make_client(base_url=base_url, on_event=on_event, **client_kwargs)
+    client = make_http_client(base_url=base_url, on_event=on_event, **client_kwargs)
     futures = client.submit_many([sr("4.8.1", request_id=rid) for rid in run.bulk_ids])
     for b, mark in enumerate(reached):
         assert mark.wait(timeout=240), "the bulk reads stopped progressing"
@@ -136,11 +136,11 @@ def check_top_up_run(run: TopUpRun, admitted: list[str]) -> None:
     assert top_up < 0.25 * bulk, (top_up, bulk)
 
 
-def test_top_ups_overtake_queued_bulk_reads_at_a_throttling_gateway(make_client: Make) -> None:
+def test_top_ups_overtake_queued_bulk_reads_at_a_throttling_gateway(make_http_client: Make) -> None:
     gateway = ThrottlingGateway(limit=200, window=1.0)
     with serve(gateway.app, started=gateway.app.started) as url:
         run = run_top_up_scenario(
-            make_client,
+            make_http_client,
             url,
             n_bulk=2000,
             max_in_flight=8,
@@ -154,7 +154,7 @@ def test_top_ups_overtake_queued_bulk_reads_at_a_throttling_gateway(make_client:
 # Retry-After over the wire: never earlier, both forms
 
 
-def test_retry_after_seconds_over_the_wire(make_client: Make) -> None:
+def test_retry_after_seconds_over_the_wire(make_http_client: Make) -> None:
     async def handler(request: Request) -> Reply:
         if len(app.log) == 0:
             return refusal(user=request.user, retry_after=1, duis="4.1")
@@ -162,7 +162,7 @@ def test_retry_after_seconds_over_the_wire(make_client: Make) -> None:
 
     app = ScriptApp(handler)
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url)
+        client = make_http_client(base_url=url)
         assert client.send(sr("2.2")).status_code == 200
         client.close()
     first, second = app.log
@@ -171,7 +171,7 @@ def test_retry_after_seconds_over_the_wire(make_client: Make) -> None:
     assert second.at - first.at >= 1.0
 
 
-def test_retry_after_http_date_over_the_wire(make_client: Make) -> None:
+def test_retry_after_http_date_over_the_wire(make_http_client: Make) -> None:
     dates: list[float] = []
 
     async def handler(request: Request) -> Reply:
@@ -185,7 +185,7 @@ def test_retry_after_http_date_over_the_wire(make_client: Make) -> None:
 
     app = ScriptApp(handler)
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url)
+        client = make_http_client(base_url=url)
         assert client.send(sr("2.2")).status_code == 200
         client.close()
     _, second = app.log
@@ -196,7 +196,7 @@ def test_retry_after_http_date_over_the_wire(make_client: Make) -> None:
 # Jitter: many clients refused at the same instant do not return at the same instant
 
 
-def test_clients_refused_together_come_back_spread_out(make_client: Make) -> None:
+def test_clients_refused_together_come_back_spread_out(make_http_client: Make) -> None:
     n_clients = 30
     refused_at: dict[str, float] = {}
     returned_at: dict[str, float] = {}
@@ -211,7 +211,9 @@ def test_clients_refused_together_come_back_spread_out(make_client: Make) -> Non
 
     app = ScriptApp(handler)
     with serve(app, started=app.started) as url:
-        clients = [make_client(base_url=url, user_id=f"user-{i:02d}") for i in range(n_clients)]
+        clients = [
+            make_http_client(base_url=url, user_id=f"user-{i:02d}") for i in range(n_clients)
+        ]
         futures = [c.submit(sr("2.2")) for c in clients]
         assert all(f.result(timeout=60).status_code == 200 for f in futures)
         for c in clients:
@@ -244,10 +246,10 @@ def holding_gateway() -> tuple[ScriptApp, list[str]]:
     return ScriptApp(handler), processed
 
 
-def test_a_top_up_processed_then_timed_out_is_not_sent_twice(make_client: Make) -> None:
+def test_a_top_up_processed_then_timed_out_is_not_sent_twice(make_http_client: Make) -> None:
     app, processed = holding_gateway()
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url, timeout=httpx.Timeout(10.0, read=0.5))
+        client = make_http_client(base_url=url, timeout=httpx.Timeout(10.0, read=0.5))
         with pytest.raises(OutcomeUnknownError) as caught:
             client.send(sr("2.2", request_id="top-up-7"))
         assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
@@ -255,10 +257,10 @@ def test_a_top_up_processed_then_timed_out_is_not_sent_twice(make_client: Make) 
     assert processed == ["top-up-7"]
 
 
-def test_a_safe_to_repeat_sr_is_sent_again_after_a_timeout(make_client: Make) -> None:
+def test_a_safe_to_repeat_sr_is_sent_again_after_a_timeout(make_http_client: Make) -> None:
     app, processed = holding_gateway()
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url, timeout=httpx.Timeout(10.0, read=0.5))
+        client = make_http_client(base_url=url, timeout=httpx.Timeout(10.0, read=0.5))
         response = client.send(sr("4.18", request_id="balance-3", safe_to_repeat=True))
         client.close()
     assert response.status_code == 200
@@ -269,7 +271,7 @@ def test_a_safe_to_repeat_sr_is_sent_again_after_a_timeout(make_client: Make) ->
 # Connection refused: provably not processed, so retried until the gateway is up
 
 
-def test_connection_refused_is_retried_until_the_gateway_comes_up(make_client: Make) -> None:
+def test_connection_refused_is_retried_until_the_gateway_comes_up(make_http_client: Make) -> None:
     port = free_port()
     first_retry = threading.Event()
 
@@ -281,7 +283,7 @@ def test_connection_refused_is_retried_until_the_gateway_comes_up(make_client: M
         return Reply(200)
 
     app = ScriptApp(handler)
-    client = make_client(
+    client = make_http_client(
         base_url=f"http://127.0.0.1:{port}",
         on_event=on_event,
         retry=RetryPolicy(backoff_initial=0.2, backoff_max=1.0),

@@ -34,9 +34,11 @@ SCRIPT = textwrap.dedent(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     url, n, kind, exit_timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+    transport = sys.argv[5]
     srs = [ServiceRequest(variant="4.8.1", body=b"<Read/>", path="/sr", request_id=f"sr-{i}")
            for i in range(n)]
-    options = dict(base_url=url, user_id="90-B3-D5-1F-30-01-00-00", exit_timeout=exit_timeout)
+    options = dict(base_url=url, user_id="90-B3-D5-1F-30-01-00-00", exit_timeout=exit_timeout,
+                   transport=transport)
     if kind == "sync":
         client = ServiceRequestClient(**options)
         futures = [client.submit(s) for s in srs]
@@ -51,11 +53,11 @@ SCRIPT = textwrap.dedent(
 
 
 def run_script(
-    url: str, n: int, kind: str, exit_timeout: float
+    url: str, n: int, kind: str, exit_timeout: float, wire: str
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.run(
-        [sys.executable, "-c", SCRIPT, url, str(n), kind, str(exit_timeout)],
+        [sys.executable, "-c", SCRIPT, url, str(n), kind, str(exit_timeout), wire],
         capture_output=True,
         text=True,
         timeout=300,
@@ -77,7 +79,7 @@ def reported_unknown(stderr: str) -> set[str]:
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_an_unclosed_client_drains_at_exit(kind: str) -> None:
+def test_an_unclosed_client_drains_at_exit(kind: str, wire: str) -> None:
     n = 3000
 
     async def handler(request: Request) -> Reply:
@@ -85,7 +87,7 @@ def test_an_unclosed_client_drains_at_exit(kind: str) -> None:
 
     app = ScriptApp(handler)
     with serve(app, started=app.started) as url:
-        done = run_script(url, n, kind, exit_timeout=120.0)
+        done = run_script(url, n, kind, exit_timeout=120.0, wire=wire)
     assert done.returncode == 0, done.stderr
     assert "main done" in done.stdout
     assert "Traceback" not in done.stderr, done.stderr
@@ -99,7 +101,7 @@ def test_an_unclosed_client_drains_at_exit(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_past_the_exit_timeout_the_rest_is_cancelled_and_counted(kind: str) -> None:
+def test_past_the_exit_timeout_the_rest_is_cancelled_and_counted(kind: str, wire: str) -> None:
     n, admitted = 2000, 100
 
     async def handler(request: Request) -> Reply:
@@ -109,7 +111,7 @@ def test_past_the_exit_timeout_the_rest_is_cancelled_and_counted(kind: str) -> N
 
     app = ScriptApp(handler)
     with serve(app, started=app.started) as url:
-        done = run_script(url, n, kind, exit_timeout=3.0)
+        done = run_script(url, n, kind, exit_timeout=3.0, wire=wire)
     assert done.returncode == 0, done.stderr
     processed = {a.request_id for a in app.log if a.status == 200}
     # 100 SRs in 3 s even on a loaded machine; the count below holds whatever it managed.
@@ -150,11 +152,11 @@ def until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
 
 @pytest.mark.parametrize("safe_to_repeat", [False, True])
 def test_timeouts_after_sending_end_as_outcome_unknown_never_unsent(
-    make_client: Make, safe_to_repeat: bool
+    make_http_client: Make, safe_to_repeat: bool
 ) -> None:
     app, received = slow_gateway()
     with serve(app, started=app.started) as url:
-        client = make_client(
+        client = make_http_client(
             base_url=url,
             max_in_flight=4,
             timeout=httpx.Timeout(10.0, read=0.3),

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_top_ups_overtake_bulk_reads_at_the_real_gateway(
-    make_client: Callable[..., Facade],
+    make_http_client: Callable[..., Facade],
 ) -> None:
     async def back_end(request: Request) -> Reply:
         return Reply(200, body=b"<Response/>")
@@ -45,7 +45,7 @@ def test_top_ups_overtake_bulk_reads_at_the_real_gateway(
     )
     with serve(gateway, started=app.started) as url:
         run = run_top_up_scenario(
-            make_client,
+            make_http_client,
             url,
             n_bulk=2000,
             user_id="user-a",

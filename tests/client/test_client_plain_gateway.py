@@ -43,7 +43,7 @@ def plain(
 
 
 def test_a_plain_503_with_retry_after_pauses_the_whole_user_and_retries(
-    make_client: Make, clock: VirtualClock
+    make_http_client: Make, clock: VirtualClock
 ) -> None:
     def answer(n: int, request: Request) -> Reply:
         if n == 0:
@@ -52,7 +52,7 @@ def test_a_plain_503_with_retry_after_pauses_the_whole_user_and_retries(
 
     app, statuses = plain(clock, answer)
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url, clock=clock, duis_version="3.2", max_in_flight=1)
+        client = make_http_client(base_url=url, clock=clock, duis_version="3.2", max_in_flight=1)
         futures = client.submit_many([sr("2.2", request_id="top-up")] + [sr("4.8.1")] * 4)
         assert [f.result(timeout=60).status_code for f in futures] == [200] * 5
         client.close()
@@ -65,17 +65,17 @@ def test_a_plain_503_with_retry_after_pauses_the_whole_user_and_retries(
 
 
 def test_a_plain_503_without_retry_after_is_the_callers(
-    make_client: Make, clock: VirtualClock
+    make_http_client: Make, clock: VirtualClock
 ) -> None:
     app, statuses = plain(clock, lambda n, _: Reply(503 if n == 0 else 200))
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url, clock=clock, duis_version="3.2")
+        client = make_http_client(base_url=url, clock=clock, duis_version="3.2")
         assert client.send(sr("2.2")).status_code == 503  # ambiguous: not repeated
         client.close()
     assert statuses == [503]
 
 
-def test_429_with_an_http_date_is_a_floor(make_client: Make, clock: VirtualClock) -> None:
+def test_429_with_an_http_date_is_a_floor(make_http_client: Make, clock: VirtualClock) -> None:
     dates: list[float] = []
 
     def answer(n: int, request: Request) -> Reply:
@@ -87,7 +87,7 @@ def test_429_with_an_http_date_is_a_floor(make_client: Make, clock: VirtualClock
 
     app, statuses = plain(clock, answer)
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url, clock=clock)
+        client = make_http_client(base_url=url, clock=clock)
         assert client.send(sr("2.2")).status_code == 200
         client.close()
     assert statuses == [429, 200]
@@ -99,14 +99,14 @@ def test_429_with_an_http_date_is_a_floor(make_client: Make, clock: VirtualClock
     ("value", "floor"), [("1.5", 1.5), ("0.25", 0.25), ("2, 3", 3.0), ("3, 1", 3.0)]
 )
 def test_fractional_and_list_retry_after_are_never_early(
-    make_client: Make, clock: VirtualClock, value: str, floor: float
+    make_http_client: Make, clock: VirtualClock, value: str, floor: float
 ) -> None:
     def answer(n: int, request: Request) -> Reply:
         return Reply(503, {"Retry-After": value}) if n == 0 else Reply(200)
 
     app, statuses = plain(clock, answer)
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url, clock=clock, duis_version="3.2")
+        client = make_http_client(base_url=url, clock=clock, duis_version="3.2")
         assert client.send(sr("2.2")).status_code == 200
         client.close()
     assert statuses == [503, 200]
@@ -116,12 +116,12 @@ def test_fractional_and_list_retry_after_are_never_early(
 
 
 def test_the_drafts_multi_policy_example_paces_at_the_burst_rate(
-    make_client: Make, clock: VirtualClock
+    make_http_client: Make, clock: VirtualClock
 ) -> None:
     fields = {"RateLimit-Policy": DRAFT_POLICY, "RateLimit": '"daily";r=999;t=3600'}
     app, _ = plain(clock, lambda n, _: Reply(200, dict(fields)))
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url, clock=clock, pace_factor=1.0, max_in_flight=1)
+        client = make_http_client(base_url=url, clock=clock, pace_factor=1.0, max_in_flight=1)
         client.send(sr("2.2"))  # the first answer brings the fields
         futures = client.submit_many([sr("2.2") for _ in range(5)])
         assert all(f.result(timeout=60).status_code == 200 for f in futures)
@@ -135,7 +135,7 @@ def test_the_drafts_multi_policy_example_paces_at_the_burst_rate(
 
 
 def test_the_x_ratelimit_triple_holds_until_its_reset(
-    make_client: Make, clock: VirtualClock
+    make_http_client: Make, clock: VirtualClock
 ) -> None:
     def answer(n: int, request: Request) -> Reply:
         left = max(0, 2 - n)  # three allowed, then the window is spent for 20 s
@@ -150,7 +150,7 @@ def test_the_x_ratelimit_triple_holds_until_its_reset(
 
     app, _ = plain(clock, answer)
     with serve(app, started=app.started) as url:
-        client = make_client(base_url=url, clock=clock, max_in_flight=1)
+        client = make_http_client(base_url=url, clock=clock, max_in_flight=1)
         futures = client.submit_many([sr("2.2") for _ in range(4)])
         assert all(f.result(timeout=60).status_code == 200 for f in futures)
         client.close()
