@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from srtm.fairshare import share_valid
+from srtm.fairshare import Sharing, share_valid
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -95,6 +95,8 @@ class Governor:
         self._entity_w = {u: policy.weight(u) for u in policy.allocations}
         if self._shared:
             self._entity_g[COLLECTIVE] = self._entity_w[COLLECTIVE] = policy.collective_guarantee
+        # The entities are fixed unless each stranger stands alone (per-identity).
+        self._sharing = Sharing(self._entity_g, self._entity_g, self._entity_w)
         self._member_level = 0.0  # members are guaranteed min(demand, this level)
         self._reserved_named = 0.0  # Σ min(demand, guarantee) of the named Users
         self._spare = 0.0  # the collective's share no member holds (new members get it)
@@ -267,21 +269,22 @@ class Governor:
             self.limits, self.collective_limit, self._spare = None, None, 0.0
             self.epoch += 1
             return
-        guarantees, weights = self._entity_g, self._entity_w
-        # Every entity's demand: share_valid reads only the entities' keys, so the
+        # Every entity's demand: the sharing reads only the entities' keys, so the
         # members' entries in this copy of the demand are never looked at.
         own = dict(self.demand)
+        strangers = [] if shared else [user for user in own if user not in named]
         if shared:
             own[COLLECTIVE] = self.collective_demand
+            limits = self._sharing(self.budget, own)
+        elif not strangers:
+            limits = self._sharing(self.budget, own)
         else:  # per-identity: each stranger an entity of its own
             stranger = self._stranger
-            strangers = [user for user in own if user not in named]
-            if strangers:
-                guarantees, weights = dict(guarantees), dict(weights)
-                for user in strangers:
-                    guarantees[user] = stranger
-                    weights[user] = self._weights.get(user, stranger)
-        limits = share_valid(self.budget, guarantees, own, guarantees, weights)
+            guarantees, weights = dict(self._entity_g), dict(self._entity_w)
+            for user in strangers:
+                guarantees[user] = stranger
+                weights[user] = self._weights.get(user, stranger)
+            limits = share_valid(self.budget, guarantees, own, guarantees, weights)
         if shared:
             share = limits.pop(COLLECTIVE)
             self.collective_limit = share

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srtm.fairshare import fair_share
+from srtm.fairshare import Sharing
 from srtm.sim._classes import class_name
 
 if TYPE_CHECKING:
@@ -60,10 +60,12 @@ def guarantees(c: Compiled, capacity: np.ndarray[Any, Any]) -> IntArray:
     policy = c.scenario.policy
     ratio = np.minimum(capacity / policy.capacity, 1.0)
     out = np.zeros((len(c.scenario.users), c.windows), dtype=np.int64)
+    # A day has a handful of distinct capacity ratios: count each once, then index.
+    ratios, where = np.unique(ratio, return_inverse=True)
     for u, user in enumerate(c.scenario.users):
         g = policy.guarantee(user.id) * c.window
-        levels = {float(r): _gate_count(g * float(r)) for r in np.unique(ratio)}
-        out[u] = np.vectorize(levels.__getitem__, otypes=[np.int64])(ratio)
+        levels = np.array([_gate_count(g * float(r)) for r in ratios], dtype=np.int64)
+        out[u] = levels[where.reshape(-1)]
     return out
 
 
@@ -312,18 +314,23 @@ def _fair_ratios(run: Run) -> dict[int, float]:
     weight = {u: policy.weight(u) for u in ids}
     got = np.zeros(len(users))
     fair = np.zeros(len(users))
-    for w in np.flatnonzero(contested).tolist():
-        present = np.flatnonzero(offered[:, w]).tolist()
+    # The same Users offer in most contested windows: one Sharing per set of them (what
+    # fair_share computes afresh each call), the same figures to the last bit.
+    sharings: dict[tuple[int, ...], Sharing[str]] = {}
+    windows = np.flatnonzero(contested)
+    columns = offered[:, windows].T
+    rates = (columns / c.window).tolist()  # Python floats, as fair_share makes them
+    for i, w in enumerate(windows.tolist()):
+        present = tuple(np.flatnonzero(columns[i]).tolist())
         if not present:
             continue
-        demands = {ids[u]: offered[u, w] / c.window for u in present}
-        share = fair_share(
-            float(budget[w]) / c.window,
-            demands,
-            {ids[u]: guarantee[ids[u]] for u in present},
-            {ids[u]: weight[ids[u]] for u in present},
-            headroom=False,
-        )
+        sharing = sharings.get(present)
+        if sharing is None:
+            names = [ids[u] for u in present]
+            sharing = sharings[present] = Sharing(names, guarantee, weight)
+        row = rates[i]
+        demands = {ids[u]: row[u] for u in present}
+        share = sharing(float(budget[w]) / c.window, demands, headroom=False)
         for u in present:
             fair[u] += min(share[ids[u]] * c.window, float(offered[u, w]))
             got[u] += float(admitted[u, w])
