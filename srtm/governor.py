@@ -155,12 +155,20 @@ class Governor:
         reserved = 0.0
         members_now = 0.0  # the collective's latest rate
         members: list[str] = []
+        # Bound methods and conditional expressions rather than max(): this loop runs
+        # over every active User every control period.
+        previous, guarantee_of = old.get, named.get
         for user, count in offered.items():
             now = count * per_second
-            before = old.get(user, 0.0)
-            # Fast up, slow down, never below the latest window's figure.
-            value = now if now >= before else max(now, before + alpha * (now - before))
-            g = named.get(user)
+            before = previous(user, 0.0)
+            if now < before:
+                # Fast up, slow down, never below the latest window's figure.
+                value = before + alpha * (now - before)
+                if value <= now:
+                    value = now
+            else:
+                value = now
+            g = guarantee_of(user)
             if g is not None:
                 demand[user] = value
                 own_total += value

@@ -219,9 +219,8 @@ class GateEngine:
         return _count(self.governor.least_budget_for(names), self.window)
 
     def admit(self, users: Sequence[int], counts: Sequence[int], now: float) -> None:
-        names = self.names
         window = math.floor(now / self.window)
-        offers = [(names[u], n) for u, n in zip(users, counts, strict=True)]
+        offers = list(zip(map(self.names.__getitem__, users), counts, strict=True))
         self.ledger.admit_all(DEFAULT_POOL, window, offers)
         self.counted += len(offers)
 
