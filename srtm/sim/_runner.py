@@ -206,7 +206,7 @@ class _Chunk:
         self._window = _Index(self.totals)
         self.parts: IntArray | None = None
         self._slice: _Index | None = None
-        self._cached: tuple[int, IntArray] | None = None
+        self._cached: tuple[int, list[list[Arrival]]] | None = None
         if c.tick_every < c.slices:  # ticks inside windows: the gate goes slice by slice
             self.parts = self._split(slice(0, length))
             slice_totals = self.parts.sum(axis=1)
@@ -226,23 +226,24 @@ class _Chunk:
 
     def arrivals(self, j: int, k: int) -> list[Arrival]:
         """Slice ``k`` of window ``j``: (User, SRs per class, total) for each arrival."""
+        if self._cached is None or self._cached[0] != j:
+            self._cached = (j, self._window_arrivals(j))
+        return self._cached[1][k]
+
+    def _window_arrivals(self, j: int) -> list[list[Arrival]]:
+        """Every slice of window ``j`` at once: one conversion to Python lists a window
+        instead of four NumPy calls a slice."""
         s = self.c.slices
         if self.parts is not None:
-            parts, i = self.parts, j * s + k
+            parts = self.parts[:, :, j * s : (j + 1) * s]
         else:
-            if self._cached is None or self._cached[0] != j:
-                self._cached = (j, self._split(slice(j, j + 1)))
-            parts, i = self._cached[1], k
-        totals = parts[:, :, i].sum(axis=1)
-        users = np.flatnonzero(totals)
-        return list(
-            zip(
-                users.tolist(),
-                parts[users, :, i].tolist(),
-                totals[users].tolist(),
-                strict=True,
-            )
-        )
+            parts = self._split(slice(j, j + 1))
+        per_slice: list[list[list[int]]] = parts.transpose(2, 0, 1).tolist()
+        totals: list[list[int]] = parts.sum(axis=1).T.tolist()
+        return [
+            [(u, classes[u], total) for u, total in enumerate(row) if total]
+            for classes, row in zip(per_slice, totals, strict=True)
+        ]
 
     def _split(self, span: slice) -> IntArray:
         """(users, classes, windows x slices): each window's arrivals spread over its slices."""
