@@ -164,7 +164,7 @@ class Governor:
             if now < before:
                 # Fast up, slow down, never below the latest window's figure.
                 value = before + alpha * (now - before)
-                if value <= now:
+                if not value > now:  # max(now, value), without the call
                     value = now
             else:
                 value = now
@@ -188,8 +188,10 @@ class Governor:
             for user, before in old.items():
                 if user in offered:
                     continue
-                value = max(0.0, before + alpha * (0.0 - before))  # nothing offered
-                g = named.get(user)
+                value = before + alpha * (0.0 - before)  # nothing offered
+                if not value > 0.0:  # max(0.0, value), without the call
+                    value = 0.0
+                g = guarantee_of(user)
                 if g is not None:
                     demand[user] = value
                     own_total += value

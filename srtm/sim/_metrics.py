@@ -312,26 +312,33 @@ def _fair_ratios(run: Run) -> dict[int, float]:
     ids = [u.id for u in users]
     guarantee = {u: policy.guarantee(u) for u in ids}
     weight = {u: policy.weight(u) for u in ids}
-    got = np.zeros(len(users))
-    fair = np.zeros(len(users))
+    got = [0.0] * len(users)
+    fair = [0.0] * len(users)
     # The same Users offer in most contested windows: one Sharing per set of them (what
-    # fair_share computes afresh each call), the same figures to the last bit.
-    sharings: dict[tuple[int, ...], Sharing[str]] = {}
+    # fair_share computes afresh each call), and every figure read from Python lists
+    # rather than NumPy item by item; the same sums in the same order, to the last bit.
+    sharings: dict[tuple[int, ...], tuple[list[str], Sharing[str]]] = {}
     windows = np.flatnonzero(contested)
     columns = offered[:, windows].T
-    rates = (columns / c.window).tolist()  # Python floats, as fair_share makes them
-    for i, w in enumerate(windows.tolist()):
-        present = tuple(np.flatnonzero(columns[i]).tolist())
+    counts: list[list[int]] = columns.tolist()
+    rates: list[list[float]] = (columns / c.window).tolist()  # as fair_share makes them
+    taken: list[list[int]] = admitted[:, windows].T.tolist()
+    budgets: list[float] = (budget[windows] / c.window).tolist()
+    for i, row in enumerate(counts):
+        present = tuple(u for u, n in enumerate(row) if n)
         if not present:
             continue
-        sharing = sharings.get(present)
-        if sharing is None:
+        found = sharings.get(present)
+        if found is None:
             names = [ids[u] for u in present]
-            sharing = sharings[present] = Sharing(names, guarantee, weight)
-        row = rates[i]
-        demands = {ids[u]: row[u] for u in present}
-        share = sharing(float(budget[w]) / c.window, demands, headroom=False)
-        for u in present:
-            fair[u] += min(share[ids[u]] * c.window, float(offered[u, w]))
-            got[u] += float(admitted[u, w])
-    return {int(u): float(got[u] / fair[u]) for u in throttled if fair[u] > 0}
+            found = sharings[present] = (names, Sharing(names, guarantee, weight))
+        names, sharing = found
+        rate = rates[i]
+        share = sharing(
+            budgets[i], dict(zip(names, [rate[u] for u in present], strict=True)), headroom=False
+        )
+        got_row = taken[i]
+        for u, name in zip(present, names, strict=True):
+            fair[u] += min(share[name] * c.window, float(row[u]))
+            got[u] += float(got_row[u])
+    return {int(u): got[u] / fair[u] for u in throttled.tolist() if fair[u] > 0}
