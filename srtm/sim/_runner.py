@@ -54,6 +54,8 @@ MIN_SLICES = 4
 LATENCY_BIN = 10.0
 #: Windows of arrivals drawn at once.
 _CHUNK = 3600
+#: Windows split into slices at once, when a window needs slicing (not every window does).
+_SPLIT_BLOCK = 32
 _USER = int(Reason.USER)
 _EPS = 1e-9
 _UNBOUNDED = 1 << 62  # an open loop's "line": whatever arrives is offered
@@ -207,6 +209,7 @@ class _Chunk:
         self.parts: IntArray | None = None
         self._slice: _Index | None = None
         self._cached: tuple[int, list[list[Arrival]]] | None = None
+        self._block: tuple[int, IntArray] | None = None  # (first window, its block's split)
         if c.tick_every < c.slices:  # ticks inside windows: the gate goes slice by slice
             self.parts = self._split(slice(0, length))
             slice_totals = self.parts.sum(axis=1)
@@ -237,7 +240,11 @@ class _Chunk:
         if self.parts is not None:
             parts = self.parts[:, :, j * s : (j + 1) * s]
         else:
-            parts = self._split(slice(j, j + 1))
+            # Split a block of windows at once: windows that need slicing come in runs.
+            lo = j - j % _SPLIT_BLOCK
+            if self._block is None or self._block[0] != lo:
+                self._block = (lo, self._split(slice(lo, min(lo + _SPLIT_BLOCK, self.length))))
+            parts = self._block[1][:, :, (j - lo) * s : (j - lo + 1) * s]
         per_slice: list[list[list[int]]] = parts.transpose(2, 0, 1).tolist()
         totals: list[list[int]] = parts.sum(axis=1).T.tolist()
         return [
