@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Mapping
-from itertools import compress, repeat
-from operator import add, gt, mul
+from itertools import accumulate, compress, repeat
+from operator import add, gt, mul, sub
 from typing import Generic, TypeVar
 
 __all__ = ["Sharing", "fair_share", "share_valid", "water_level"]
@@ -214,18 +214,21 @@ def _fill_weighted(
             claims,
             key=lambda claim: math.log(claim[1]) - math.log(claim[2]) if claim[1] else -math.inf,
         )
-    else:
-        logs = log_weight
-        ordered = sorted(
-            claims,
-            key=lambda claim: math.log(claim[1]) - logs[claim[0]] if claim[1] else -math.inf,
+    else:  # the logs of the weights known: the keys computed in C (excesses are > 0)
+        keys = list(
+            map(
+                sub,
+                map(math.log, [e for _, e, _ in claims]),
+                map(log_weight.__getitem__, [u for u, _, _ in claims]),
+            )
         )
+        ordered = [claims[i] for i in sorted(range(len(claims)), key=keys.__getitem__)]
     order = [(u, e, w / top) for u, e, w in ordered]
     # Suffix sums of the weights: adding up from the back never cancels, unlike
     # subtracting satisfied weights from a running total.
-    rest = [0.0] * (len(order) + 1)
-    for i in range(len(order) - 1, -1, -1):
-        rest[i] = rest[i + 1] + order[i][2]
+    rest = list(accumulate(reversed([w for _, _, w in order])))
+    rest.reverse()
+    rest.append(0.0)
     for i, (user, e, w) in enumerate(order):
         if rest[i] == 0:  # the weights left are too small to scale with the top one
             return _fill_weighted(ordered[i:], spare, out)
