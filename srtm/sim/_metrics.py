@@ -312,33 +312,31 @@ def _fair_ratios(run: Run) -> dict[int, float]:
     ids = [u.id for u in users]
     guarantee = {u: policy.guarantee(u) for u in ids}
     weight = {u: policy.weight(u) for u in ids}
-    got = [0.0] * len(users)
-    fair = [0.0] * len(users)
     # The same Users offer in most contested windows: one Sharing per set of them (what
-    # fair_share computes afresh each call), and every figure read from Python lists
-    # rather than NumPy item by item; the same sums in the same order, to the last bit.
-    sharings: dict[tuple[int, ...], tuple[list[str], Sharing[str]]] = {}
+    # fair_share computes afresh each call), the same figures to the last bit.
+    sharings: dict[bytes, tuple[list[int], list[str], Sharing[str]]] = {}
     windows = np.flatnonzero(contested)
-    columns = offered[:, windows].T
-    counts: list[list[int]] = columns.tolist()
+    columns = offered[:, windows].T  # (contested windows, users)
     rates: list[list[float]] = (columns / c.window).tolist()  # as fair_share makes them
-    taken: list[list[int]] = admitted[:, windows].T.tolist()
     budgets: list[float] = (budget[windows] / c.window).tolist()
-    for i, row in enumerate(counts):
-        present = tuple(u for u, n in enumerate(row) if n)
-        if not present:
-            continue
-        found = sharings.get(present)
+    nonzero = columns > 0
+    shares = np.zeros(columns.shape)  # each User's fair share in each window (0 if absent)
+    for i, rate in enumerate(rates):
+        key = nonzero[i].tobytes()
+        found = sharings.get(key)
         if found is None:
+            present = np.flatnonzero(nonzero[i]).tolist()
             names = [ids[u] for u in present]
-            found = sharings[present] = (names, Sharing(names, guarantee, weight))
-        names, sharing = found
-        rate = rates[i]
-        share = sharing(
-            budgets[i], dict(zip(names, [rate[u] for u in present], strict=True)), headroom=False
-        )
-        got_row = taken[i]
-        for u, name in zip(present, names, strict=True):
-            fair[u] += min(share[name] * c.window, float(row[u]))
-            got[u] += float(got_row[u])
+            found = sharings[key] = (present, names, Sharing(names, guarantee, weight))
+        present, names, sharing = found
+        if present:
+            demands = dict(zip(names, map(rate.__getitem__, present), strict=True))
+            shares[i, present] = list(sharing(budgets[i], demands, headroom=False).values())
+    # Σ over windows of min(share x window, offered), added window after window as a
+    # running sum (cumsum is sequential, unlike sum); an absent User adds 0.
+    capped = np.minimum(shares * c.window, columns.astype(np.float64))
+    fair: list[float] = (
+        np.cumsum(capped, axis=0)[-1].tolist() if len(windows) else [0.0] * len(users)
+    )
+    got: list[float] = admitted[:, windows].sum(axis=1).astype(np.float64).tolist()
     return {int(u): got[u] / fair[u] for u in throttled.tolist() if fair[u] > 0}
