@@ -312,26 +312,22 @@ def _fair_ratios(run: Run) -> dict[int, float]:
     ids = [u.id for u in users]
     guarantee = {u: policy.guarantee(u) for u in ids}
     weight = {u: policy.weight(u) for u in ids}
-    # The same Users offer in most contested windows: one Sharing per set of them (what
-    # fair_share computes afresh each call), the same figures to the last bit.
-    sharings: dict[bytes, tuple[list[int], list[str], Sharing[str]]] = {}
+    # One Sharing among every User, built once: a User absent from a window (demand 0)
+    # holds nothing and claims nothing, so the present Users' shares are fair_share's
+    # among them alone, to the last bit (the claimants keep their order, the sums are
+    # exact).
+    sharing = Sharing(ids, guarantee, weight)
     windows = np.flatnonzero(contested)
     columns = offered[:, windows].T  # (contested windows, users)
     rates: list[list[float]] = (columns / c.window).tolist()  # as fair_share makes them
     budgets: list[float] = (budget[windows] / c.window).tolist()
-    nonzero = columns > 0
-    shares = np.zeros(columns.shape)  # each User's fair share in each window (0 if absent)
-    for i, rate in enumerate(rates):
-        key = nonzero[i].tobytes()
-        found = sharings.get(key)
-        if found is None:
-            present = np.flatnonzero(nonzero[i]).tolist()
-            names = [ids[u] for u in present]
-            found = sharings[key] = (present, names, Sharing(names, guarantee, weight))
-        present, names, sharing = found
-        if present:
-            demands = dict(zip(names, map(rate.__getitem__, present), strict=True))
-            shares[i, present] = list(sharing(budgets[i], demands, headroom=False).values())
+    shares = np.array(
+        [
+            list(sharing(b, dict(zip(ids, rate, strict=True)), headroom=False).values())
+            for b, rate in zip(budgets, rates, strict=True)
+        ],
+        dtype=np.float64,
+    ).reshape(columns.shape)
     # Σ over windows of min(share x window, offered), added window after window as a
     # running sum (cumsum is sequential, unlike sum); an absent User adds 0.
     capped = np.minimum(shares * c.window, columns.astype(np.float64))
