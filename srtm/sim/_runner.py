@@ -245,10 +245,13 @@ class _Chunk:
             if self._block is None or self._block[0] != lo:
                 self._block = (lo, self._split(slice(lo, min(lo + _SPLIT_BLOCK, self.length))))
             parts = self._block[1][:, :, (j - lo) * s : (j - lo + 1) * s]
-        per_slice: list[list[list[int]]] = parts.transpose(2, 0, 1).tolist()
-        totals: list[list[int]] = parts.sum(axis=1).T.tolist()
+        sums = parts.sum(axis=1)  # (users, slices)
+        users = np.flatnonzero(sums.any(axis=1))  # only they are converted
+        ids: list[int] = users.tolist()
+        per_slice: list[list[list[int]]] = parts[users].transpose(2, 0, 1).tolist()
+        totals: list[list[int]] = sums[users].T.tolist()
         return [
-            [(u, classes[u], total) for u, total in enumerate(row) if total]
+            [(u, cs, total) for u, cs, total in zip(ids, classes, row, strict=True) if total]
             for classes, row in zip(per_slice, totals, strict=True)
         ]
 
