@@ -34,7 +34,7 @@ from itertools import accumulate, compress, repeat
 from operator import add, gt, mul, sub
 from typing import Generic, TypeVar
 
-__all__ = ["Sharing", "fair_share", "share_valid", "water_level"]
+__all__ = ["fair_share", "share_valid", "water_level"]
 
 K = TypeVar("K", bound=Hashable)
 
