@@ -25,6 +25,7 @@ from bench import (
     leases,
     multinode,
     roundtrips,
+    sim_day,
     state,
     throughput,
 )
@@ -38,6 +39,7 @@ SCRIPTS = {
     "multinode": multinode.main,
     "client_dispatch": client_dispatch.main,
     "state": state.main,
+    "sim_day": sim_day.main,
 }
 
 

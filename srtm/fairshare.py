@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Mapping
-from typing import TypeVar
+from itertools import accumulate, compress, repeat
+from operator import add, gt, mul, sub
+from typing import Generic, TypeVar
 
 __all__ = ["fair_share", "share_valid", "water_level"]
 
@@ -79,38 +81,70 @@ def share_valid(
 
     A User missing from a mapping counts 0 there; every value must be a finite float
     >= 0 (not checked). ``weights`` is required: pass ``guarantees`` for the default.
+    A caller that shares among the same Users again and again keeps a :class:`Sharing`.
     """
-    limits: dict[K, float] = {}
-    excess: dict[K, float] = {}
-    held: list[float] = []
-    for u in users:
-        d = demands.get(u, 0.0)
-        f = guarantees.get(u, 0.0)
-        limits[u] = f
-        if d > f:
-            excess[u] = d - f
-            held.append(f)
-        else:
-            held.append(d)
-    spare = budget - _total(held)
-    if spare > 0 and excess:
-        extra = _fill(excess, weights, spare)
-        for u, e in excess.items():
-            d, f = demands[u], guarantees.get(u, 0.0)
-            # A satisfied claimant's limit is its demand exactly (a + (d - a) may round).
-            limits[u] = d if extra[u] >= e else min(d, f + extra[u])
+    return Sharing(users, guarantees, weights)(budget, demands, headroom=headroom)
 
-    if headroom and limits:
-        leftover = budget - _total(demands.get(u, 0.0) for u in limits)
-        if leftover > 0:
-            top = max(weights.get(u, 0.0) for u in limits)
-            # Weights scaled to at most 1, so that their sum cannot overflow.
-            scaled = [weights.get(u, 0.0) / top if top > 0 else 1.0 for u in limits]
-            total_weight = math.fsum(scaled)
-            for u, w in zip(list(limits), scaled, strict=True):
-                share = leftover * (w / total_weight)
-                limits[u] = max(guarantees.get(u, 0.0), demands.get(u, 0.0) + share)
-    return limits
+
+class Sharing(Generic[K]):
+    """:func:`share_valid` among a fixed set of Users with fixed guarantees and weights.
+
+    What depends on them alone (each User's guarantee, the log of its weight, its part
+    of any headroom) is computed once here, and each call runs its passes over the
+    Users in C (``map``, ``math.fsum``), leaving Python only the claimants: the
+    governor keeps one per policy and calls it every control period. The results are
+    :func:`share_valid`'s to the last bit (it is built on this).
+    """
+
+    __slots__ = ("_base", "_fractions", "_guarantees", "_log_weight", "_users", "_weights")
+
+    def __init__(
+        self, users: Iterable[K], guarantees: Mapping[K, float], weights: Mapping[K, float]
+    ) -> None:
+        self._users = list(dict.fromkeys(users))
+        self._guarantees = [guarantees.get(u, 0.0) for u in self._users]
+        self._base = dict(zip(self._users, self._guarantees, strict=True))
+        self._weights = weights
+        self._log_weight = {
+            u: math.log(w) for u in self._users for w in [weights.get(u, 0.0)] if w > 0
+        }
+        # The headroom's split: weights scaled to at most 1, so that their sum cannot
+        # overflow, and each one's fraction of their sum.
+        top = max((weights.get(u, 0.0) for u in self._users), default=0.0)
+        scaled = [weights.get(u, 0.0) / top if top > 0 else 1.0 for u in self._users]
+        total_weight = math.fsum(scaled)
+        self._fractions = [w / total_weight for w in scaled]
+
+    def __call__(
+        self, budget: float, demands: Mapping[K, float], *, headroom: bool = True
+    ) -> dict[K, float]:
+        """Each User's limit for ``budget`` and ``demands`` (see :func:`share_valid`)."""
+        users, floors = self._users, self._guarantees
+        wanted = list(map(demands.get, users, repeat(0.0)))
+        if headroom and users:
+            leftover = budget - _total(wanted)
+            if leftover > 0:
+                # Every demand fits with room to spare, so every claimant is satisfied
+                # and the headroom sets every limit: max(a, d + L x w / Σw).
+                shares = map(mul, repeat(leftover), self._fractions)
+                return dict(zip(users, map(max, floors, map(add, wanted, shares)), strict=True))
+        limits = dict(self._base)
+        spare = budget - _total(map(min, wanted, floors))  # Σ min(d, a)
+        if spare > 0:
+            claimants = list(compress(users, map(gt, wanted, floors)))
+            if claimants:
+                excess = {u: demands[u] - self._base[u] for u in claimants}
+                if spare >= _total(excess.values()):  # every claimant satisfied
+                    for u in claimants:
+                        limits[u] = demands[u]
+                else:
+                    extra = _fill(excess, self._weights, spare, self._log_weight)
+                    for u, e in excess.items():
+                        d, f = demands[u], self._base[u]
+                        # A satisfied claimant's limit is its demand exactly (a + (d - a)
+                        # may round).
+                        limits[u] = d if extra[u] >= e else min(d, f + extra[u])
+        return limits
 
 
 def water_level(
@@ -137,41 +171,64 @@ def water_level(
     )
 
 
-def _fill(excess: Mapping[K, float], weights: Mapping[K, float], spare: float) -> dict[K, float]:
-    """Water-fill *spare* (> 0) over *excess*, positive weights first; inputs are valid."""
+def _fill(
+    excess: Mapping[K, float],
+    weights: Mapping[K, float],
+    spare: float,
+    log_weight: Mapping[K, float] | None = None,
+) -> dict[K, float]:
+    """Water-fill *spare* (> 0) over *excess*, positive weights first; inputs are valid.
+
+    ``log_weight`` holds ``log(w)`` of the positive weights when the caller has it.
+    """
     if spare >= _total(excess.values()):
         return dict(excess)
     extra: dict[K, float] = {}
-    positive = [(u, e, weights.get(u, 0.0)) for u, e in excess.items() if weights.get(u, 0.0) > 0]
-    left = _fill_weighted(positive, spare, extra)
+    positive = [(u, e, w) for u, e in excess.items() for w in [weights.get(u, 0.0)] if w > 0]
+    left = _fill_weighted(positive, spare, extra, log_weight)
     zero = [(u, e, 1.0) for u, e in excess.items() if not weights.get(u, 0.0) > 0]
     _fill_weighted(zero, left, extra)
     return {u: extra[u] for u in excess}
 
 
 def _fill_weighted(
-    claims: list[tuple[K, float, float]], spare: float, out: dict[K, float]
+    claims: list[tuple[K, float, float]],
+    spare: float,
+    out: dict[K, float],
+    log_weight: Mapping[K, float] | None = None,
 ) -> float:
     """Water-fill *spare* over (user, excess, weight > 0) claims into *out*; return what is left.
 
     Claims are taken in order of the level ``e/w`` at which they are satisfied; the
     first that the rest of the spare cannot satisfy fixes the level for it and every
     later claim, which then share that rest in proportion to their weights.
+    ``log_weight``, when given, holds ``log(w)`` of every claim's weight.
     """
     if not claims:
         return spare
     # Only the weights' ratios matter: scaling them to at most 1 keeps their sums finite,
     # and ordering by log(e) - log(w) keeps e/w from overflowing for tiny weights.
     top = max(w for _, _, w in claims)
-    ordered = sorted(
-        claims, key=lambda claim: math.log(claim[1]) - math.log(claim[2]) if claim[1] else -math.inf
-    )
+    if log_weight is None:
+        ordered = sorted(
+            claims,
+            key=lambda claim: math.log(claim[1]) - math.log(claim[2]) if claim[1] else -math.inf,
+        )
+    else:  # the logs of the weights known: the keys computed in C (excesses are > 0)
+        keys = list(
+            map(
+                sub,
+                map(math.log, [e for _, e, _ in claims]),
+                map(log_weight.__getitem__, [u for u, _, _ in claims]),
+            )
+        )
+        ordered = [claims[i] for i in sorted(range(len(claims)), key=keys.__getitem__)]
     order = [(u, e, w / top) for u, e, w in ordered]
     # Suffix sums of the weights: adding up from the back never cancels, unlike
     # subtracting satisfied weights from a running total.
-    rest = [0.0] * (len(order) + 1)
-    for i in range(len(order) - 1, -1, -1):
-        rest[i] = rest[i + 1] + order[i][2]
+    rest = list(accumulate(reversed([w for _, _, w in order])))
+    rest.reverse()
+    rest.append(0.0)
     for i, (user, e, w) in enumerate(order):
         if rest[i] == 0:  # the weights left are too small to scale with the top one
             return _fill_weighted(ordered[i:], spare, out)

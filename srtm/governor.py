@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from srtm.fairshare import share_valid
+from srtm.fairshare import Sharing, share_valid
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from collections.abc import Set as AbstractSet
 
     from srtm.policy import TrafficPolicy
 
@@ -94,9 +95,13 @@ class Governor:
         self._entity_w = {u: policy.weight(u) for u in policy.allocations}
         if self._shared:
             self._entity_g[COLLECTIVE] = self._entity_w[COLLECTIVE] = policy.collective_guarantee
+        # The entities are fixed unless each stranger stands alone (per-identity).
+        self._sharing = Sharing(self._entity_g, self._entity_g, self._entity_w)
         self._member_level = 0.0  # members are guaranteed min(demand, this level)
         self._reserved_named = 0.0  # Σ min(demand, guarantee) of the named Users
         self._spare = 0.0  # the collective's share no member holds (new members get it)
+        self._alpha_for = math.nan  # the elapsed time self._alpha was computed for
+        self._alpha = 0.0  # the share of its gap a falling demand closes in that time
 
     @property
     def budget(self) -> float:
@@ -136,22 +141,38 @@ class Governor:
             elapsed = self.policy.control_period or self.policy.window
         self._hold = max(0.0, self._hold - elapsed)
         self._updates += 1
-        alpha = 1.0 - (1.0 - self.policy.smoothing) ** elapsed
+        if elapsed != self._alpha_for:
+            self._alpha_for = elapsed
+            self._alpha = 1.0 - (1.0 - self.policy.smoothing) ** elapsed
+        alpha = self._alpha
         per_second = 1.0 / seconds
-        named, shared = self._named, self._shared
+        named, shared, stranger = self._named, self._shared, self._stranger
         old = self.demand
         demand: dict[str, float] = {}
         own_total = 0.0  # named Users (and per-identity strangers)
+        # Σ min(demand, guarantee) of the entities standing alone, added up here in the
+        # order _reserve() would, so the figure is the same to the last bit.
+        reserved = 0.0
         members_now = 0.0  # the collective's latest rate
         members: list[str] = []
+        # Bound methods and conditional expressions rather than max(): this loop runs
+        # over every active User every control period.
+        previous, guarantee_of = old.get, named.get
         for user, count in offered.items():
             now = count * per_second
-            before = old.get(user, 0.0)
-            # Fast up, slow down, never below the latest window's figure.
-            value = now if now >= before else max(now, before + alpha * (now - before))
-            if user in named:
+            before = previous(user, 0.0)
+            if now < before:
+                # Fast up, slow down, never below the latest window's figure.
+                value = before + alpha * (now - before)
+                if not value > now:  # max(now, value), without the call
+                    value = now
+            else:
+                value = now
+            g = guarantee_of(user)
+            if g is not None:
                 demand[user] = value
                 own_total += value
+                reserved += value if value < g else g
                 continue
             if shared:
                 members_now += now
@@ -161,24 +182,33 @@ class Governor:
                     members.append(user)
                 else:
                     own_total += value
-        for user, before in old.items():
-            if user in offered:
-                continue
-            value = max(0.0, before + alpha * (0.0 - before))  # nothing offered
-            if user in named:
-                demand[user] = value
-                own_total += value
-            elif value >= _FORGET_BELOW:
-                demand[user] = value
-                if shared:
-                    members.append(user)
-                else:
+                    reserved += value if value < stranger else stranger
+        # The Users who offered nothing this time: none, usually (a subset test in C).
+        if not old.keys() <= offered.keys():
+            for user, before in old.items():
+                if user in offered:
+                    continue
+                value = before + alpha * (0.0 - before)  # nothing offered
+                if not value > 0.0:  # max(0.0, value), without the call
+                    value = 0.0
+                g = guarantee_of(user)
+                if g is not None:
+                    demand[user] = value
                     own_total += value
+                    reserved += value if value < g else g
+                elif value >= _FORGET_BELOW:
+                    demand[user] = value
+                    if shared:
+                        members.append(user)
+                    else:
+                        own_total += value
+                        reserved += value if value < stranger else stranger
         if len(members) > MAX_MEMBERS:
             keep = set(heapq.nlargest(MAX_MEMBERS, members, key=demand.__getitem__))
             for user in members:
                 if user not in keep:
                     del demand[user]
+            members = [user for user in members if user in keep]
         collective = self.collective_demand
         if shared:
             before = collective
@@ -199,17 +229,17 @@ class Governor:
             self._below = self._below + 1 if total < self.policy.release_ratio * self.budget else 0
             if self._below >= self.policy.release_after and self._hold <= 0:
                 self.active, self._above, self._below = False, 0, 0
+        # Nothing changed, nothing to do: same figures, same epoch (the gate's quotas stay).
         if demand != old or collective != self.collective_demand or self.active != was_active:
             self.demand, self.collective_demand = demand, collective
-            self._recompute()
+            self._recompute(reserved, {user: demand[user] for user in members})
         return self.state()
 
-    def _recompute(self) -> None:
-        """Reserved demand, the members' guarantees and, while TM is on, every limit."""
+    def _reserve(self) -> tuple[float, dict[str, float]]:
+        """From scratch: the named Users' (and strangers') reserved demand, and the members'
+        demands, in the order of :attr:`demand` (what :meth:`update` adds up as it goes)."""
         named, shared, stranger = self._named, self._shared, self._stranger
-        own: dict[str, float] = {}  # demand of the entities that stand alone
         members: dict[str, float] = {}
-        strangers: list[str] = []  # unnamed Users standing alone (per-identity)
         reserved = 0.0
         for user, d in self.demand.items():
             g = named.get(user)
@@ -218,9 +248,22 @@ class Governor:
                     members[user] = d
                     continue
                 g = stranger
-                strangers.append(user)
-            own[user] = d
             reserved += d if d < g else g
+        return reserved, members
+
+    def _recompute(
+        self, reserved: float | None = None, members: dict[str, float] | None = None
+    ) -> None:
+        """Reserved demand, the members' guarantees and, while TM is on, every limit.
+
+        :meth:`update` passes the reserved demand and the members it has just added up;
+        a capacity change or a hold recomputes them from :attr:`demand`. Either way the
+        figures are the same (a property test holds them equal), and the cost is
+        O(active Users): guarantees and weights are the ones computed once per policy.
+        """
+        if reserved is None or members is None:
+            reserved, members = self._reserve()
+        named, shared = self._named, self._shared
         self._reserved_named = reserved
         guarantee_c = self.policy.collective_guarantee
         if shared:
@@ -236,15 +279,22 @@ class Governor:
             self.limits, self.collective_limit, self._spare = None, None, 0.0
             self.epoch += 1
             return
-        guarantees, weights = self._entity_g, self._entity_w
+        # Every entity's demand: the sharing reads only the entities' keys, so the
+        # members' entries in this copy of the demand are never looked at.
+        own = dict(self.demand)
+        strangers = [] if shared else [user for user in own if user not in named]
         if shared:
             own[COLLECTIVE] = self.collective_demand
-        elif strangers:  # per-identity: each an entity of its own
-            guarantees, weights = dict(guarantees), dict(weights)
+            limits = self._sharing(self.budget, own)
+        elif not strangers:
+            limits = self._sharing(self.budget, own)
+        else:  # per-identity: each stranger an entity of its own
+            stranger = self._stranger
+            guarantees, weights = dict(self._entity_g), dict(self._entity_w)
             for user in strangers:
                 guarantees[user] = stranger
                 weights[user] = self._weights.get(user, stranger)
-        limits = share_valid(self.budget, guarantees, own, guarantees, weights)
+            limits = share_valid(self.budget, guarantees, own, guarantees, weights)
         if shared:
             share = limits.pop(COLLECTIVE)
             self.collective_limit = share
@@ -328,6 +378,18 @@ class Governor:
         """
         if self._shared and user not in self._named and user not in self.demand:
             return max(0.0, self.budget - self._reserved_named)
+        return self.budget
+
+    def least_budget_for(self, users: AbstractSet[str]) -> float:
+        """``min(budget_for(u) for u in users)`` for a non-empty set, by set operations.
+
+        The simulator asks it for every User at once, once a window: a membership test
+        in C instead of one call per User.
+        """
+        if self._shared:
+            unseen = users - self._named.keys()
+            if unseen and not unseen <= self.demand.keys():
+                return max(0.0, self.budget - self._reserved_named)
         return self.budget
 
     def state(self) -> GovernorState:

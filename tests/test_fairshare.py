@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from srtm.fairshare import fair_share, water_level
+from srtm.fairshare import Sharing, _fill, fair_share, share_valid, water_level
 
 # --------------------------------------------------------------------------------------
 # Published vectors: Google Doorman (github.com/youtube/doorman,
@@ -474,3 +474,74 @@ def test_water_level_bad_input(bad: float) -> None:
 def test_water_level_bad_spare(bad: float) -> None:
     with pytest.raises(ValueError, match="spare"):
         water_level({"bob": 1.0}, {"bob": 1.0}, bad)
+
+
+# --------------------------------------------------------------------------------------
+# Sharing: the cached path the governor takes every control period.
+# --------------------------------------------------------------------------------------
+
+
+def _share_from_scratch(
+    budget: float,
+    users: list[str],
+    demands: dict[str, float],
+    guarantees: dict[str, float],
+    weights: dict[str, float],
+    headroom: bool,
+) -> dict[str, float]:
+    """The water-filling as it was before Sharing: every figure computed afresh, in
+    Python, one User at a time (the oracle the cached path must equal to the last bit)."""
+    limits: dict[str, float] = {}
+    excess: dict[str, float] = {}
+    held: list[float] = []
+    for u in users:
+        d, f = demands.get(u, 0.0), guarantees.get(u, 0.0)
+        limits[u] = f
+        if d > f:
+            excess[u] = d - f
+            held.append(f)
+        else:
+            held.append(d)
+    spare = budget - math.fsum(held)
+    if spare > 0 and excess:
+        extra = _fill(excess, weights, spare)
+        for u, e in excess.items():
+            d, f = demands[u], guarantees.get(u, 0.0)
+            limits[u] = d if extra[u] >= e else min(d, f + extra[u])
+    if headroom and limits:
+        leftover = budget - math.fsum(demands.get(u, 0.0) for u in limits)
+        if leftover > 0:
+            top = max(weights.get(u, 0.0) for u in limits)
+            scaled = [weights.get(u, 0.0) / top if top > 0 else 1.0 for u in limits]
+            total_weight = math.fsum(scaled)
+            for u, w in zip(list(limits), scaled, strict=True):
+                share = leftover * (w / total_weight)
+                limits[u] = max(guarantees.get(u, 0.0), demands.get(u, 0.0) + share)
+    return limits
+
+
+@given(
+    guarantees=st.dictionaries(USERS, AMOUNTS, min_size=1, max_size=6),
+    weights=st.none() | st.dictionaries(USERS, WEIGHTS, max_size=6),
+    rounds=st.lists(
+        st.tuples(BUDGETS, st.dictionaries(USERS, AMOUNTS, max_size=6), st.booleans()),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_a_sharing_reused_equals_every_figure_computed_afresh(
+    guarantees: dict[str, float],
+    weights: dict[str, float] | None,
+    rounds: list[tuple[float, dict[str, float], bool]],
+) -> None:
+    # One Sharing, built once, over rounds of new budgets and demands (Users absent from
+    # a round's demands count 0; demands of Users it does not share among are ignored).
+    users = list(guarantees)
+    w = dict(guarantees) if weights is None else weights
+    sharing = Sharing(users, guarantees, w)
+    for budget, demands, headroom in rounds:
+        expected = _share_from_scratch(budget, users, demands, guarantees, w, headroom)
+        got = sharing(budget, demands, headroom=headroom)
+        assert got == expected  # exactly: not approximately
+        assert list(got) == users
+        assert share_valid(budget, users, demands, guarantees, w, headroom=headroom) == expected

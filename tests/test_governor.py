@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import srtm.governor as governor_module
 from srtm import Gate, TrafficPolicy
-from srtm.governor import Governor
+from srtm.fairshare import fair_share
+from srtm.governor import COLLECTIVE, Governor, _whole_requests, equal_level
 
 
 def policy(**kwargs: object) -> TrafficPolicy:
@@ -253,3 +255,142 @@ def test_the_collective_never_holds_more_than_its_allocation(
         limits = [gov.limit(m) or 0.0 for m in gov.demand if gov.member(m)]
         assert math.fsum(limits) <= gov.collective_limit + 1e-6
         assert gov.collective_limit >= min(gov.collective_demand, default) - 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# Recomputation proportional to change: the incremental, cached path against figures
+# computed from scratch after every step.
+# --------------------------------------------------------------------------------------
+
+
+def _from_scratch(gov: Governor, salt: int) -> dict[str, object]:
+    """Every figure a recomputation derives, from the governor's demand, capacity and
+    state alone: the policy asked afresh for each User's guarantee and weight, the
+    checked fair_share, nothing carried over from an earlier step. ``salt`` is the
+    update count at the last recomputation (the members' rounding breaks ties by it)."""
+    p = gov.policy
+    shared = p.unknown_users != "per_identity"
+    own: dict[str, float] = {}
+    members: dict[str, float] = {}
+    reserved_named = 0.0
+    for user, d in gov.demand.items():
+        if shared and user not in p.allocations:
+            members[user] = d
+            continue
+        own[user] = d
+        reserved_named += min(d, p.guarantee(user))
+    cg = p.collective_guarantee
+    reserved = reserved_named + (min(gov.collective_demand, cg) if shared else 0.0)
+    level = equal_level(cg, list(members.values())) if shared and members and cg > 0 else 0.0
+    figures: dict[str, object] = {
+        "reserved": reserved,
+        "reserved_named": reserved_named,
+        "member_guarantees": {u: min(d, level) for u, d in members.items()},
+        "limits": None,
+        "collective_limit": None,
+    }
+    if gov.active:
+        strangers = [u for u in own if u not in p.allocations]
+        entities = [*p.allocations, *([COLLECTIVE] if shared else strangers)]
+        g = {u: cg if u == COLLECTIVE else p.guarantee(u) for u in entities}
+        w = {u: cg if u == COLLECTIVE else p.weight(u) for u in entities}
+        d = {u: gov.collective_demand if u == COLLECTIVE else own.get(u, 0.0) for u in entities}
+        limits = fair_share(p.threshold * gov.capacity, d, g, w)
+        if shared:
+            share = limits.pop(COLLECTIVE)
+            figures["collective_limit"] = share
+            if members:
+                wanted = math.fsum(members.values())
+                if share >= wanted:
+                    split = {u: x + (share - wanted) / len(members) for u, x in members.items()}
+                else:
+                    top = equal_level(share, list(members.values()))
+                    split = {u: min(x, top) for u, x in members.items()}
+                limits.update(_whole_requests(split, p.window, salt))
+        figures["limits"] = limits
+    return figures
+
+
+def _incremental(gov: Governor) -> dict[str, object]:
+    return {
+        "reserved": gov.reserved,
+        "reserved_named": gov._reserved_named,
+        "member_guarantees": {u: gov.guarantee(u) for u in gov.demand if gov.member(u)},
+        "limits": None if gov.limits is None else dict(gov.limits),
+        "collective_limit": gov.collective_limit,
+    }
+
+
+NAMED = ["a", "b", "c"]
+UNNAMED = ["m1", "m2", "m3", "m4", "m5"]  # the collective's members, or strangers
+
+step = st.one_of(
+    # offered counts of a window: named Users and unnamed ones arriving and leaving
+    st.tuples(
+        st.just("update"),
+        st.dictionaries(
+            st.sampled_from(NAMED + UNNAMED),
+            st.one_of(st.integers(0, 200).map(float), st.floats(0, 300)),
+            max_size=8,
+        ),
+        st.sampled_from([0.25, 0.5, 1.0, 2.0]),
+    ),
+    st.tuples(st.just("capacity"), st.floats(0, 400), st.just(1.0)),
+    st.tuples(st.just("hold"), st.floats(0, 5), st.just(1.0)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(step, min_size=1, max_size=25),
+    allocations=st.lists(st.floats(0, 60), min_size=3, max_size=3),
+    weights=st.none() | st.dictionaries(st.sampled_from(NAMED + UNNAMED), st.floats(0, 50)),
+    default=st.sampled_from([0.0, 1.0, 5.0, 20.0]),
+    floor=st.sampled_from([0.0, 2.0]),
+    mode=st.sampled_from(["collective", "per_identity"]),
+    most=st.sampled_from([2, 10_000]),
+)
+def test_incremental_recomputation_equals_from_scratch(
+    steps: list[tuple[str, object, float]],
+    allocations: list[float],
+    weights: dict[str, float] | None,
+    default: float,
+    floor: float,
+    mode: str,
+    most: int,
+) -> None:
+    p = TrafficPolicy(
+        capacity=100,
+        allocations=dict(zip(NAMED, allocations, strict=True)),
+        default_allocation=default,
+        floor=floor,
+        weights=weights,
+        unknown_users=mode,  # type: ignore[arg-type]
+        smoothing=0.75,
+        release_after=2,
+    )
+    gov = Governor(p)
+    salt = 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(governor_module, "MAX_MEMBERS", most)  # pruning, at a small size
+        for kind, value, elapsed in steps:
+            before = (gov.epoch, dict(gov.demand), gov.collective_demand, gov.active)
+            if kind == "update":
+                assert isinstance(value, dict)
+                gov.update(value, 1.0, elapsed=elapsed)
+                now = (dict(gov.demand), gov.collective_demand, gov.active)
+                # Nothing changed: nothing recomputed (the gate's quotas stay valid).
+                assert (gov.epoch == before[0]) == (now == before[1:])
+            elif kind == "capacity":
+                assert isinstance(value, float)
+                gov.set_capacity(value)
+            else:
+                assert isinstance(value, float)
+                gov.hold(value)
+            if gov.epoch != before[0]:
+                salt = gov._updates
+            assert _incremental(gov) == _from_scratch(gov, salt)
+            unseen = {"never-seen", *NAMED}
+            assert gov.least_budget_for(unseen) == min(gov.budget_for(u) for u in unseen)
+            seen = set(gov.demand) | {"a"}
+            assert gov.least_budget_for(seen) == min(gov.budget_for(u) for u in seen)

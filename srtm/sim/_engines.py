@@ -31,6 +31,7 @@ from srtm.sim._ledger import SimLedger
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from collections.abc import Set as AbstractSet
 
     from srtm.governor import Governor
     from srtm.policy import TrafficPolicy
@@ -154,6 +155,7 @@ class GateEngine:
         self.window = policy.window
         self.exact = exact
         self.names = [user for user, _ in users]
+        self._everyone = frozenset(self.names)
         self.identities = [Identity(user, version, DEFAULT_POOL) for user, version in users]
         self.decisions = 0  # through Gate.decide
         self.counted = 0  # proved admitted and counted straight into the ledger
@@ -193,7 +195,7 @@ class GateEngine:
             return False
         admitted, total, most = self.ledger.counts(DEFAULT_POOL, math.floor(now / self.window))
         names = self.names
-        if total + sum(counts) > self._budget([names[u] for u in users]):
+        if total + sum(counts) > self._budget({names[u] for u in users}):
             return False
         if most + max(counts) <= floor:
             return True
@@ -206,18 +208,19 @@ class GateEngine:
         if floor is None:
             return False
         _, so_far, _ = self.ledger.counts(DEFAULT_POOL, math.floor(now / self.window))
-        return so_far == 0 and total <= self._budget(self.names) and most <= floor
+        return so_far == 0 and total <= self._budget(self._everyone) and most <= floor
 
-    def _budget(self, names: Sequence[str]) -> int:
+    def _budget(self, names: AbstractSet[str]) -> int:
         """The least window budget these Users face: a collective member the governor has
-        not seen yet faces less than the pool's (:meth:`Governor.budget_for`)."""
-        budget_for = self.governor.budget_for
-        return min((_count(budget_for(name), self.window) for name in set(names)), default=0)
+        not seen yet faces less than the pool's (:meth:`Governor.budget_for`). The count of
+        the least rate is the least count: the rounding is monotone."""
+        if not names:
+            return 0
+        return _count(self.governor.least_budget_for(names), self.window)
 
     def admit(self, users: Sequence[int], counts: Sequence[int], now: float) -> None:
-        names = self.names
         window = math.floor(now / self.window)
-        offers = [(names[u], n) for u, n in zip(users, counts, strict=True)]
+        offers = list(zip(map(self.names.__getitem__, users), counts, strict=True))
         self.ledger.admit_all(DEFAULT_POOL, window, offers)
         self.counted += len(offers)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srtm.fairshare import fair_share
+from srtm.fairshare import Sharing
 from srtm.sim._classes import class_name
 
 if TYPE_CHECKING:
@@ -60,10 +60,12 @@ def guarantees(c: Compiled, capacity: np.ndarray[Any, Any]) -> IntArray:
     policy = c.scenario.policy
     ratio = np.minimum(capacity / policy.capacity, 1.0)
     out = np.zeros((len(c.scenario.users), c.windows), dtype=np.int64)
+    # A day has a handful of distinct capacity ratios: count each once, then index.
+    ratios, where = np.unique(ratio, return_inverse=True)
     for u, user in enumerate(c.scenario.users):
         g = policy.guarantee(user.id) * c.window
-        levels = {float(r): _gate_count(g * float(r)) for r in np.unique(ratio)}
-        out[u] = np.vectorize(levels.__getitem__, otypes=[np.int64])(ratio)
+        levels = np.array([_gate_count(g * float(r)) for r in ratios], dtype=np.int64)
+        out[u] = levels[where.reshape(-1)]
     return out
 
 
@@ -310,21 +312,27 @@ def _fair_ratios(run: Run) -> dict[int, float]:
     ids = [u.id for u in users]
     guarantee = {u: policy.guarantee(u) for u in ids}
     weight = {u: policy.weight(u) for u in ids}
-    got = np.zeros(len(users))
-    fair = np.zeros(len(users))
-    for w in np.flatnonzero(contested).tolist():
-        present = np.flatnonzero(offered[:, w]).tolist()
-        if not present:
-            continue
-        demands = {ids[u]: offered[u, w] / c.window for u in present}
-        share = fair_share(
-            float(budget[w]) / c.window,
-            demands,
-            {ids[u]: guarantee[ids[u]] for u in present},
-            {ids[u]: weight[ids[u]] for u in present},
-            headroom=False,
-        )
-        for u in present:
-            fair[u] += min(share[ids[u]] * c.window, float(offered[u, w]))
-            got[u] += float(admitted[u, w])
-    return {int(u): float(got[u] / fair[u]) for u in throttled if fair[u] > 0}
+    # One Sharing among every User, built once: a User absent from a window (demand 0)
+    # holds nothing and claims nothing, so the present Users' shares are fair_share's
+    # among them alone, to the last bit (the claimants keep their order, the sums are
+    # exact).
+    sharing = Sharing(ids, guarantee, weight)
+    windows = np.flatnonzero(contested)
+    columns = offered[:, windows].T  # (contested windows, users)
+    rates: list[list[float]] = (columns / c.window).tolist()  # as fair_share makes them
+    budgets: list[float] = (budget[windows] / c.window).tolist()
+    shares = np.array(
+        [
+            list(sharing(b, dict(zip(ids, rate, strict=True)), headroom=False).values())
+            for b, rate in zip(budgets, rates, strict=True)
+        ],
+        dtype=np.float64,
+    ).reshape(columns.shape)
+    # Σ over windows of min(share x window, offered), added window after window as a
+    # running sum (cumsum is sequential, unlike sum); an absent User adds 0.
+    capped = np.minimum(shares * c.window, columns.astype(np.float64))
+    fair: list[float] = (
+        np.cumsum(capped, axis=0)[-1].tolist() if len(windows) else [0.0] * len(users)
+    )
+    got: list[float] = admitted[:, windows].sum(axis=1).astype(np.float64).tolist()
+    return {int(u): got[u] / fair[u] for u in throttled.tolist() if fair[u] > 0}

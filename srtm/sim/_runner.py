@@ -54,6 +54,8 @@ MIN_SLICES = 4
 LATENCY_BIN = 10.0
 #: Windows of arrivals drawn at once.
 _CHUNK = 3600
+#: Windows split into slices at once, when a window needs slicing (not every window does).
+_SPLIT_BLOCK = 32
 _USER = int(Reason.USER)
 _EPS = 1e-9
 _UNBOUNDED = 1 << 62  # an open loop's "line": whatever arrives is offered
@@ -206,7 +208,8 @@ class _Chunk:
         self._window = _Index(self.totals)
         self.parts: IntArray | None = None
         self._slice: _Index | None = None
-        self._cached: tuple[int, IntArray] | None = None
+        self._cached: tuple[int, list[list[Arrival]]] | None = None
+        self._block: tuple[int, IntArray] | None = None  # (first window, its block's split)
         if c.tick_every < c.slices:  # ticks inside windows: the gate goes slice by slice
             self.parts = self._split(slice(0, length))
             slice_totals = self.parts.sum(axis=1)
@@ -226,23 +229,31 @@ class _Chunk:
 
     def arrivals(self, j: int, k: int) -> list[Arrival]:
         """Slice ``k`` of window ``j``: (User, SRs per class, total) for each arrival."""
+        if self._cached is None or self._cached[0] != j:
+            self._cached = (j, self._window_arrivals(j))
+        return self._cached[1][k]
+
+    def _window_arrivals(self, j: int) -> list[list[Arrival]]:
+        """Every slice of window ``j`` at once: one conversion to Python lists a window
+        instead of four NumPy calls a slice."""
         s = self.c.slices
         if self.parts is not None:
-            parts, i = self.parts, j * s + k
+            parts = self.parts[:, :, j * s : (j + 1) * s]
         else:
-            if self._cached is None or self._cached[0] != j:
-                self._cached = (j, self._split(slice(j, j + 1)))
-            parts, i = self._cached[1], k
-        totals = parts[:, :, i].sum(axis=1)
-        users = np.flatnonzero(totals)
-        return list(
-            zip(
-                users.tolist(),
-                parts[users, :, i].tolist(),
-                totals[users].tolist(),
-                strict=True,
-            )
-        )
+            # Split a block of windows at once: windows that need slicing come in runs.
+            lo = j - j % _SPLIT_BLOCK
+            if self._block is None or self._block[0] != lo:
+                self._block = (lo, self._split(slice(lo, min(lo + _SPLIT_BLOCK, self.length))))
+            parts = self._block[1][:, :, (j - lo) * s : (j - lo + 1) * s]
+        sums = parts.sum(axis=1)  # (users, slices)
+        users = np.flatnonzero(sums.any(axis=1))  # only they are converted
+        ids: list[int] = users.tolist()
+        per_slice: list[list[list[int]]] = parts[users].transpose(2, 0, 1).tolist()
+        totals: list[list[int]] = sums[users].T.tolist()
+        return [
+            [(u, cs, total) for u, cs, total in zip(ids, classes, row, strict=True) if total]
+            for classes, row in zip(per_slice, totals, strict=True)
+        ]
 
     def _split(self, span: slice) -> IntArray:
         """(users, classes, windows x slices): each window's arrivals spread over its slices."""
