@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "bench" / "benchmarks.md.in"
 PAGE = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "bench" / "results"
+PUBLISHED = ROOT / "docs" / "figures" / "bench"  # the run the committed page quotes
 
 _PLACEHOLDER = re.compile(r"\{\{([a-z]+)(?::([A-Za-z0-9_]+))?\}\}")
 
