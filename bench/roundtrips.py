@@ -358,6 +358,7 @@ async def _async_costs(url: str, n: int, names: list[str]) -> dict[str, float]:
     for i in range(n):
         await limiter.hit(item, names[i % len(names)])
     out["limits hit, async"] = (time.perf_counter() - began) / n * 1e6
+    await storage.bridge.get_connection().aclose()  # type: ignore[attr-defined]
     return out
 
 
