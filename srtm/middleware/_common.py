@@ -232,6 +232,8 @@ class Front:
         self.identify = identify or identify_by_headers()
         self.pool_of = pool_of
         self.exempt = _exempt_matcher(exempt_paths)
+        # Whether the path is looked at at all (metrics exposition or exempt paths).
+        self.paths_matter = metrics_path is not None or callable(exempt_paths) or bool(exempt_paths)
         if pool_of is None and len(gate.pools) > 1:
             raise ValueError("several pools need a pool_of callable to choose one per request")
         self.only_pool = next(iter(gate.pools)) if pool_of is None else DEFAULT_POOL
@@ -255,12 +257,15 @@ class Front:
             if p.policy.scheme == "memory" and p.policy.nodes == 1
         )
         self._warned_workers = False
+        #: Whether :meth:`check_workers` still has something to say (read per request).
+        self.watch_workers = bool(self._local_pools)
         # Hot-path caches: refusal answers, and the RateLimit fields as text and bytes.
         self._refusals: dict[tuple[object, ...], Answer] = {}
         self._text_policy: dict[tuple[str, int, int], tuple[str, str]] = {}
         self._text_state: dict[tuple[str, int, int], tuple[str, str]] = {}
         self._raw_policy: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
         self._raw_state: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
+        self._prefixes: dict[str, tuple[str, bytes]] = {}  # pool -> its RateLimit prefix
 
     def resolve(self, request: RequestView) -> Identity | Response:
         """The request's Identity with its pool, or the response that refuses it (401/503)."""
@@ -347,10 +352,14 @@ class Front:
         """The two RateLimit fields of an admitted decision (WSGI), cached per value."""
         d = decision
         policy = self._text_policy.get((d.pool, d.limit, d.window))
+        if policy is None:
+            policy = self._learn(d)[0]
         state = self._text_state.get((d.pool, d.remaining, d.reset))
-        if policy is None or state is None:
-            policy, state = d.rate_limit_headers()
-            _remember(self._text_policy, (d.pool, d.limit, d.window), policy)
+        if state is None:
+            # Formatted here (what Decision.rate_limit_headers does, from the pool's
+            # prefix it gave): ``remaining`` counts down, so a User's own value rarely
+            # repeats and this costs less than building both fields again.
+            state = ("RateLimit", f"{self._prefixes[d.pool][0]};r={d.remaining};t={d.reset}")
             _remember(self._text_state, (d.pool, d.remaining, d.reset), state)
         return policy, state
 
@@ -358,12 +367,26 @@ class Front:
         """The two RateLimit fields as ASGI header bytes, cached per value."""
         d = decision
         policy = self._raw_policy.get((d.pool, d.limit, d.window))
+        if policy is None:
+            policy = self._learn(d)[1]
         state = self._raw_state.get((d.pool, d.remaining, d.reset))
-        if policy is None or state is None:
-            text_policy, text_state = d.rate_limit_headers()
-            policy = _remember(self._raw_policy, (d.pool, d.limit, d.window), _raw(text_policy))
-            state = _remember(self._raw_state, (d.pool, d.remaining, d.reset), _raw(text_state))
+        if state is None:
+            prefix = self._prefixes[d.pool][1]
+            state = (b"ratelimit", b"%s;r=%d;t=%d" % (prefix, d.remaining, d.reset))
+            _remember(self._raw_state, (d.pool, d.remaining, d.reset), state)
         return policy, state
+
+    def _learn(self, d: Decision) -> tuple[tuple[str, str], tuple[bytes, bytes]]:
+        """Cache the RateLimit-Policy field of ``d``, and its pool's RateLimit prefix."""
+        policy, state = d.rate_limit_headers()
+        # The RateLimit field is "<pool>;r=<remaining>;t=<reset>": what precedes ";r=".
+        prefix = state[1][: state[1].rindex(";r=")]
+        self._prefixes[d.pool] = (prefix, prefix.encode())
+        key = (d.pool, d.limit, d.window)
+        return (
+            _remember(self._text_policy, key, policy),
+            _remember(self._raw_policy, key, _raw(policy)),
+        )
 
     def check_workers(self, multiprocess: bool = False) -> None:
         """Warn once when memory:// counters run in several worker processes."""
@@ -373,6 +396,7 @@ class Front:
         if not (forked or multiprocess):
             return
         self._warned_workers = True
+        self.watch_workers = False
         log.warning(
             "srtm: pools %s count in memory:// with nodes=1, but this is one of several "
             "worker processes (%s): each process admits the whole capacity, so together "

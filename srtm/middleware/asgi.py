@@ -141,16 +141,18 @@ class ASGITrafficManager:
             return
         scope["srtm.gate"] = self.gate
         front = self._front
-        front.check_workers()
-        path = scope.get("path", "/")
-        if not isinstance(path, str):
-            path = "/"
-        if path == front.metrics_path and front.metrics is not None:
-            await _respond(scope, receive, send, _exposition(front.metrics, scope))
-            return
-        if front.exempt(path):
-            await self.app(scope, receive, send)
-            return
+        if front.watch_workers:
+            front.check_workers()
+        if front.paths_matter:
+            path = scope.get("path", "/")
+            if not isinstance(path, str):
+                path = "/"
+            if path == front.metrics_path and front.metrics is not None:
+                await _respond(scope, receive, send, _exposition(front.metrics, scope))
+                return
+            if front.exempt(path):
+                await self.app(scope, receive, send)
+                return
         view: RequestView | None = None
         resolved: Identity | Answer | None = None
         lean = self._lean
@@ -351,6 +353,8 @@ async def _respond(scope: Scope, receive: Receive, send: Send, answer: Answer) -
 
 
 _CLOSE = (b"connection", b"close")
+#: Lengths of the names _drain looks for (content-length, transfer-encoding, expect).
+_FRAMING_LENGTHS = frozenset((14, 17, 6))
 
 
 async def _drain(scope: Scope, receive: Receive) -> bool:
@@ -367,6 +371,8 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
         expect = length = None
         chunked = False
         for name, value in scope.get("headers", ()):
+            if len(name) not in _FRAMING_LENGTHS:
+                continue  # not a framing header in any case: no lower() for it
             lname = name.lower()
             if lname == b"content-length":
                 length = content_length(value.decode("latin-1"))

@@ -125,16 +125,18 @@ class WSGITrafficManager:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         environ["srtm.gate"] = self.gate
         front = self._front
-        front.check_workers(environ.get("wsgi.multiprocess") is True)
-        path = environ.get("PATH_INFO", "/")
-        if not isinstance(path, str):
-            path = "/"
-        if path == front.metrics_path and front.metrics is not None:
-            body, content_type = front.metrics.render(environ.get("HTTP_ACCEPT"))
-            headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-            return _respond(environ, start_response, Answer(200, headers, body))
-        if front.exempt(path):
-            return self.app(environ, start_response)
+        if front.watch_workers:
+            front.check_workers(environ.get("wsgi.multiprocess") is True)
+        if front.paths_matter:
+            path = environ.get("PATH_INFO", "/")
+            if not isinstance(path, str):
+                path = "/"
+            if path == front.metrics_path and front.metrics is not None:
+                body, content_type = front.metrics.render(environ.get("HTTP_ACCEPT"))
+                headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+                return _respond(environ, start_response, Answer(200, headers, body))
+            if front.exempt(path):
+                return self.app(environ, start_response)
         view: RequestView | None = None
         resolved: Identity | Answer | None = None
         lean = self._lean
