@@ -190,8 +190,9 @@ class ASGITrafficManager:
         if decision.admitted < decision.offered:
             if front.on_refusal is not None:
                 if view is None:
-                    view = _view(scope)  # built only now: the callback is given the request
-                front.refused(view, decision)
+                    view = _safe_view(scope)  # built only now: the callback is given it
+                if view is not None:
+                    front.refused(view, decision)
             if not decision.allowed:
                 await _respond(scope, receive, send, front.refusal(decision))
                 return
@@ -320,6 +321,15 @@ def _exposition(metrics: MetricsSink, scope: Scope) -> Answer:
     )
     body, content_type = metrics.render(accept)
     return Answer(200, [("Content-Type", content_type), ("Content-Length", str(len(body)))], body)
+
+
+def _safe_view(scope: Scope) -> RequestView | None:
+    """The request for ``on_refusal`` after the fast path: None if it cannot be built."""
+    try:
+        return _view(scope)
+    except Exception:  # odd scope contents the fast path did not read: no callback, no 500
+        log.debug("srtm: the refused request could not be described", exc_info=True)
+        return None
 
 
 def _view(scope: Scope) -> RequestView:

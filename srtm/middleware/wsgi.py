@@ -172,8 +172,9 @@ class WSGITrafficManager:
         if decision.admitted < decision.offered:
             if front.on_refusal is not None:
                 if view is None:
-                    view = _view(environ)  # built only now: the callback is given the request
-                front.refused(view, decision)
+                    view = _safe_view(environ)  # built only now: the callback is given it
+                if view is not None:
+                    front.refused(view, decision)
             if not decision.allowed:
                 return _respond(environ, start_response, front.refusal(decision))
         environ["srtm.decision"] = decision
@@ -284,6 +285,15 @@ class _Headers(Mapping[str, str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _safe_view(environ: dict[str, Any]) -> RequestView | None:
+    """The request for ``on_refusal`` after the fast path: None if it cannot be built."""
+    try:
+        return _view(environ)
+    except Exception:  # odd environ contents the fast path did not read: no callback, no 500
+        log.debug("srtm: the refused request could not be described", exc_info=True)
+        return None
 
 
 def _view(environ: dict[str, Any]) -> RequestView:
