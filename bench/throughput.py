@@ -11,11 +11,13 @@ each ratio against the bare app is taken within a round, on the same stack.
 
 Variants, on each stack: ``bare`` (200 ok); ``bare + 2 fields`` (the bare app adding
 two fixed header fields the size of srtm's RateLimit fields: what the HTTP layer
-charges for them, without any decision); ``srtm memory`` (traffic management inactive,
-every request admitted with its RateLimit fields; 50 Users in turn); ``srtm flood``
-(one identity on every connection against a capacity of 100 SR/s: all but ~100 a
-second refused, 429). On httptools also ``srtm redis`` and ``srtm redis, lease`` (a
-private redis-server unless ``--redis-url``), and ``srtm flood, 2 workers``.
+charges for them, without any decision); ``bare 429`` (a fixed refusal the size of
+srtm's, its six fields and body: what the HTTP layer charges for a refusal); ``srtm
+memory`` (traffic management inactive, every request admitted with its RateLimit
+fields; 50 Users in turn); ``srtm flood`` (one identity on every connection against a
+capacity of 100 SR/s: all but ~100 a second refused, 429). On httptools also ``srtm
+redis`` and ``srtm redis, lease`` (a private redis-server unless ``--redis-url``), and
+``srtm flood, 2 workers``. srtm trusts the loopback front end (``trusted_peers``).
 
 The server's CPU time over each measured run (``/proc``, the uvicorn process and its
 workers) gives the CPU cost per request. From the flood's cost per refusal comes the
@@ -396,6 +398,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             variants[f"{stack}: bare"] = Variant("bare", stack)
             if not args.quick:
                 variants[f"{stack}: bare + 2 fields"] = Variant("bare-fields", stack)
+                variants[f"{stack}: bare 429"] = Variant("bare-refusal", stack, users=1)
             variants[f"{stack}: srtm memory"] = Variant("srtm", stack)
             variants[f"{stack}: srtm flood"] = Variant("srtm-flood", stack, users=1)
         last = stacks[-1]
