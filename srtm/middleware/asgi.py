@@ -386,7 +386,12 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
                 continue  # not a framing header in any case: no lower() for it
             lname = name.lower()
             if lname == b"content-length":
-                length = content_length(value.decode("latin-1"))
+                # plain ASCII digits (bytes.isdigit is ASCII-only): what content_length
+                # would accept, without decoding; anything else goes through it
+                if type(value) is bytes and value.isdigit() and len(value) <= 18:
+                    length = int(value)
+                else:
+                    length = content_length(value.decode("latin-1"))
                 if length is None:
                     return True  # unreadable framing: do not guess where the body ends
             elif lname == b"transfer-encoding":
