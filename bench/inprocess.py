@@ -259,6 +259,18 @@ class Bench:
         self.asgi(name, _apps.AsgiDriver(app, names))
         self.closers.append(lambda: self.loop.run_until_complete(app.aclose()))
 
+    def adapter_only_wsgi(self, name: str, policy: TrafficPolicy, names: list[str]) -> None:
+        """srtm's WSGI adapter with a gate that answers at once: the adapter's own cost."""
+        app = WSGITrafficManager(_apps.bare_wsgi, policy, background=False)
+        fixed = app.gate.decide(Identity(names[0], "4.1"), now=START)
+
+        def decide(identity: Identity, n: int = 1, *, now: float | None = None) -> Any:
+            return fixed
+
+        app.gate.decide = decide  # type: ignore[method-assign]
+        self.wsgi(name, _apps.WsgiDriver(app, names))
+        self.closers.append(app.close)
+
     def gate_only_wsgi(self, name: str, policy: TrafficPolicy, names: list[str]) -> None:
         """srtm's sync decision alone."""
         policy = self.own(policy)
@@ -329,6 +341,7 @@ def admitted_scenario(
         )
     if breakdown:
         b.gate_only_wsgi("srtm Gate.decide alone", inactive_policy(storage), names)
+        b.adapter_only_wsgi("srtm WSGI adapter alone", inactive_policy("memory://"), names)
     return b
 
 
