@@ -377,3 +377,78 @@ class StepClock:
 def run_loop(coro: Awaitable[Any], loop: asyncio.AbstractEventLoop) -> Any:
     """Run a coroutine to completion on a loop kept for the whole benchmark."""
     return loop.run_until_complete(coro)
+
+
+# -- apps served over HTTP (bench/throughput.py) ----------------------------------------
+
+#: Environment variables :func:`served` reads (uvicorn's ``--factory`` takes no arguments).
+SERVED_APP = "SRTM_BENCH_APP"
+SERVED_STORAGE = "SRTM_BENCH_STORAGE"
+SERVED_LEASE = "SRTM_BENCH_LEASE"
+#: The flooder's capacity: a User alone against 100 SR/s is refused almost every request.
+FLOOD_CAPACITY = 100.0
+#: The apps :func:`served` knows.
+SERVED = ("bare", "bare-fields", "bare-refusal", "srtm", "srtm-flood")
+# A refusal as srtm answers it (429, its six header fields, a body of its size), fixed.
+_REFUSAL_BODY = b'{"error":"throttled","status":429,"user":"90-B3-D5-1F-30-01-00-00",' + (
+    b'"pool":"default","retry_after":1,"detail":"%s"}' % (b"x" * 110)
+)
+_REFUSAL_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_REFUSAL_BODY)).encode()),
+    (b"retry-after", b"1"),
+    (b"x-srtm-refused", b"user-limit"),
+    (b"ratelimit-policy", b'"default";q=80;w=1'),
+    (b"ratelimit", b'"default";r=0;t=1'),
+]
+
+
+async def bare_refusal(scope: Scope, receive: Any, send: Any) -> None:
+    """A fixed 429 the size of srtm's, without any decision: what the HTTP layer charges
+    for a refusal (lifespan answered as a real app would)."""
+    if scope["type"] == "lifespan":
+        from bench import _serve
+
+        await _serve.lifespan_aware(scope, receive, send)
+        return
+    await send({"type": "http.response.start", "status": 429, "headers": _REFUSAL_HEADERS})
+    await send({"type": "http.response.body", "body": _REFUSAL_BODY})
+
+
+def served() -> Any:
+    """The app ``uvicorn --factory bench._apps:served`` serves, chosen by environment.
+
+    ``bare`` and ``bare-fields`` are bench/_serve.py's; ``srtm`` is the bare app behind
+    ``ASGITrafficManager`` with traffic management inactive (every request admitted,
+    with the RateLimit fields); ``srtm-flood`` the same with capacity 100 SR/s, so that a
+    flood from one identity is refused (429) but for its 100 SR/s. Real clock and
+    background recomputation, as in production. Through the uvicorn command line rather
+    than bench/_serve.py so that ``--http``, ``--loop`` and ``--workers`` can be chosen.
+    """
+    import os
+
+    from bench import _serve
+    from srtm import TrafficPolicy
+    from srtm.lease import LeasePolicy
+    from srtm.middleware import ASGITrafficManager
+
+    logging.getLogger("srtm.policy").setLevel(logging.ERROR)
+    logging.getLogger("srtm.gate").setLevel(logging.ERROR)  # "engaged", once per flood
+    # several memory:// workers are the point of the workers measurement: no warning
+    logging.getLogger("srtm.middleware").setLevel(logging.ERROR)
+    app = os.environ.get(SERVED_APP, "bare")
+    storage = os.environ.get(SERVED_STORAGE, "memory://")
+    lease = LeasePolicy() if os.environ.get(SERVED_LEASE) == "1" else None
+    if app == "bare":
+        return _serve.lifespan_aware
+    if app == "bare-fields":
+        return _serve.bare_with_fields
+    if app == "bare-refusal":
+        return bare_refusal
+    if app == "srtm":
+        policy = TrafficPolicy(capacity=1e9, storage=storage, lease=lease)
+    elif app == "srtm-flood":
+        policy = TrafficPolicy(capacity=FLOOD_CAPACITY, storage=storage, lease=lease)
+    else:
+        raise SystemExit(f"{SERVED_APP}={app!r}: not one of {', '.join(SERVED)}")
+    return ASGITrafficManager(_serve.lifespan_aware, policy, trusted_peers=["127.0.0.1"])

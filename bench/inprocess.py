@@ -64,6 +64,12 @@ USERS = 50
 RATE = 20_000.0
 START = 1_700_000_000.0  # the virtual clock's first reading
 LEASE = LeasePolicy()
+#: The issue's in-process targets: srtm's added cost against a raw limits hit's, and
+#: against the peer's.
+FLOOR_GOAL = 1.5
+#: srtm trusts the front end on loopback, where the drivers' requests come from.
+TRUST = ["127.0.0.1"]
+PEER_GOAL = 0.2
 
 
 # -- srtm policies for each state -----------------------------------------------------------
@@ -182,7 +188,9 @@ class Bench:
         srtm = Srtm(policy)
 
         async def build() -> ASGITrafficManager:
-            app = ASGITrafficManager(_apps.bare_asgi, policy, clock=srtm.clock, background=False)
+            app = ASGITrafficManager(
+                _apps.bare_asgi, policy, clock=srtm.clock, background=False, trusted_peers=TRUST
+            )
             if active:
                 await engage_async(app.gate, srtm, names)
             return app
@@ -199,7 +207,9 @@ class Bench:
     ) -> WSGITrafficManager:
         policy = self.own(policy)
         srtm = Srtm(policy)
-        app = WSGITrafficManager(_apps.bare_wsgi, policy, clock=srtm.clock, background=False)
+        app = WSGITrafficManager(
+            _apps.bare_wsgi, policy, clock=srtm.clock, background=False, trusted_peers=TRUST
+        )
         if active:
             engage_sync(app.gate, srtm, names)
         driver = _apps.WsgiDriver(app, names, every=srtm.every, tick=app.gate.tick)
@@ -248,6 +258,18 @@ class Bench:
         app = self.loop.run_until_complete(build())
         self.asgi(name, _apps.AsgiDriver(app, names))
         self.closers.append(lambda: self.loop.run_until_complete(app.aclose()))
+
+    def adapter_only_wsgi(self, name: str, policy: TrafficPolicy, names: list[str]) -> None:
+        """srtm's WSGI adapter with a gate that answers at once: the adapter's own cost."""
+        app = WSGITrafficManager(_apps.bare_wsgi, policy, background=False)
+        fixed = app.gate.decide(Identity(names[0], "4.1"), now=START)
+
+        def decide(identity: Identity, n: int = 1, *, now: float | None = None) -> Any:
+            return fixed
+
+        app.gate.decide = decide  # type: ignore[method-assign]
+        self.wsgi(name, _apps.WsgiDriver(app, names))
+        self.closers.append(app.close)
 
     def gate_only_wsgi(self, name: str, policy: TrafficPolicy, names: list[str]) -> None:
         """srtm's sync decision alone."""
@@ -319,6 +341,7 @@ def admitted_scenario(
         )
     if breakdown:
         b.gate_only_wsgi("srtm Gate.decide alone", inactive_policy(storage), names)
+        b.adapter_only_wsgi("srtm WSGI adapter alone", inactive_policy("memory://"), names)
     return b
 
 
@@ -410,22 +433,39 @@ def targets_memory(samples: dict[str, list[float]], b: Bench) -> list[dict[str, 
             r_peer = ratio(samples, b, srtm, peer)
             rows.append(
                 {
-                    "target": f"{srtm} added cost <= 1/5 of {peer}'s",
+                    "target": f"{srtm} added cost <= {PEER_GOAL} of {peer}'s",
                     "measured": r_peer,
-                    "goal": 0.2,
-                    "met": r_peer <= 0.2,
+                    "goal": PEER_GOAL,
+                    "met": r_peer <= PEER_GOAL,
                 }
             )
         r_floor = ratio(samples, b, srtm, floor)
         rows.append(
             {
-                "target": f"{srtm} added cost <= 2x a raw limits hit ({floor})",
+                "target": f"{srtm} added cost <= {FLOOR_GOAL}x a raw limits hit ({floor})",
                 "measured": r_floor,
-                "goal": 2.0,
-                "met": r_floor <= 2.0,
+                "goal": FLOOR_GOAL,
+                "met": r_floor <= FLOOR_GOAL,
             }
         )
     return rows
+
+
+def refusal_rates(
+    samples: dict[str, list[float]], figs: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """srtm's refusals per second on one core, and a refusal's time over a bare request's.
+
+    A refusal at line rate costs about what the bare app's admitted request does.
+    """
+    out = {}
+    for srtm, bare in (("srtm asgi", "asgi bare"), ("srtm wsgi", "wsgi bare")):
+        if srtm in samples:
+            out[srtm] = {
+                "refusals_per_s": round(1e6 / figs[srtm]["per_request_us"]),
+                "vs_bare_admitted": round(ratio_median(samples[srtm], samples[bare]), 3),
+            }
+    return out
 
 
 def targets_redis(samples: dict[str, list[float]], b: Bench) -> list[dict[str, Any]]:
@@ -574,9 +614,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ]
                 for row in refused_rows:
                     print(f"   {row['target']}: {row['measured']:.3f}")
+                line_rate = refusal_rates(samples, figs)
+                for name, rate in line_rate.items():
+                    print(
+                        f"   {name}: {rate['refusals_per_s']:,.0f} refusals/s on one core, "
+                        f"{rate['vs_bare_admitted']:.2f}x the bare app's time per request"
+                    )
                 result["scenarios"][f"{label}/refused"] = {
                     "variants": figs,
                     "ratios": refused_rows,
+                    "line_rate": line_rate,
                 }
     finally:
         _apps.close_storages(loop)

@@ -36,6 +36,9 @@ __all__ = [
     "pool_by_path_prefix",
 ]
 
+#: The most peer addresses whose trust is remembered (the cache is emptied past it).
+_PEERS_SEEN_MAX: Final = 4096
+
 #: The pool a request joins when no pool resolver names one.
 DEFAULT_POOL: Final = "default"
 
@@ -124,6 +127,17 @@ def identify_by_headers(
     return _ByHeaders(user_header, version_header)
 
 
+def header_identity_names(identify: Identify) -> tuple[str, str] | None:
+    """The (user, version) header names when ``identify`` is the built-in header identity.
+
+    The middleware's fast path reads just these two headers from the raw request; any
+    other callable (None here) may read anything, so it gets the whole request.
+    """
+    if type(identify) is _ByHeaders:
+        return identify.user_header, identify.version_header
+    return None
+
+
 class _ByCertificate:
     """Identity from the TLS client certificate's subject: its one CN."""
 
@@ -207,6 +221,8 @@ class FrontEndTrust:
     )
     _any_peer: bool = field(init=False, repr=False, default=False)
     _unix: bool = field(init=False, repr=False, default=False)
+    # peer address -> trusted, so a connection's address is parsed once, not per request
+    _seen: dict[str, bool] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.peers, str):
@@ -248,14 +264,22 @@ class FrontEndTrust:
 
     def refuses(self, request: RequestView) -> str | None:
         """Why ``request`` did not come through a trusted front end, or None if it did."""
-        if self.peers and not self._trusted_peer(request.peer):
-            return f"peer {request.peer or 'unknown'} is not a trusted front end"
-        if self.secret is not None:
-            given = request.header(self.secret_header)
-            if given is None or not hmac.compare_digest(
-                given.encode("latin-1", "replace"), self.secret.encode("latin-1", "replace")
-            ):
-                return "the request did not come through the trusted front end"
+        if not self.configured:
+            return None
+        given = None if self.secret is None else request.header(self.secret_header)
+        return self.refuses_raw(request.peer, given)
+
+    def refuses_raw(self, peer: str | None, given: str | None) -> str | None:
+        """:meth:`refuses` from the peer address and the secret header's value alone."""
+        if self.peers and not self._trusted_peer(peer):
+            return f"peer {peer or 'unknown'} is not a trusted front end"
+        secret = self.secret
+        if secret is None:
+            return None
+        if given is None or not hmac.compare_digest(
+            given.encode("latin-1", "replace"), secret.encode("latin-1", "replace")
+        ):
+            return "the request did not come through the trusted front end"
         return None
 
     def _trusted_peer(self, peer: str | None) -> bool:
@@ -263,6 +287,17 @@ class FrontEndTrust:
             return True
         if not peer:
             return self._unix
+        if type(peer) is not str:
+            return self._parsed_peer(peer)
+        seen = self._seen
+        trusted = seen.get(peer)
+        if trusted is None:
+            if len(seen) >= _PEERS_SEEN_MAX:
+                seen.clear()
+            trusted = seen[peer] = self._parsed_peer(peer)
+        return trusted
+
+    def _parsed_peer(self, peer: str) -> bool:
         try:
             address = ipaddress.ip_address(peer.partition("%")[0])
         except ValueError:

@@ -13,7 +13,7 @@ from srtm import (
     pool_by_header,
     pool_by_path_prefix,
 )
-from srtm.identity import FrontEndTrust
+from srtm.identity import FrontEndTrust, header_identity_names
 
 
 def view(
@@ -154,6 +154,33 @@ def test_shared_secret_and_both_checks() -> None:
     assert both.refuses(peer_view("127.0.0.1", {"X-SRTM-Front-End-Secret": secret})) is None
     assert both.refuses(peer_view("127.0.0.2", {"X-SRTM-Front-End-Secret": secret})) is not None
     assert both.refuses(peer_view("127.0.0.1")) is not None
+
+
+def test_trust_from_peer_and_secret_alone_matches_the_request_check() -> None:
+    """refuses_raw (the middleware's fast path) says what refuses says of the request,
+    and the per-peer memory answers the same the second time, past its bound too."""
+    from srtm import identity
+
+    secret = "s3cret-front-end-value"
+    trust = FrontEndTrust(["10.1.0.0/16", "unix:"], secret)
+    peers = ["10.1.2.3", "10.2.0.1", "::ffff:10.1.0.9", "fe80::1%2", "not-an-ip", "", None]
+    for _ in range(2):
+        for peer in peers:
+            for given in (secret, secret + "x", None):
+                headers = {} if given is None else {"X-SRTM-Front-End-Secret": given}
+                assert trust.refuses_raw(peer, given) == trust.refuses(peer_view(peer, headers))
+    for k in range(identity._PEERS_SEEN_MAX + 10):  # a flood of addresses: bounded memory
+        assert trust.refuses_raw(f"10.1.{k // 250 % 250}.{k % 250}", secret) is None
+    assert len(trust._seen) <= identity._PEERS_SEEN_MAX
+    assert trust.refuses_raw("10.2.0.1", secret) is not None
+    assert trust == FrontEndTrust(["10.1.0.0/16", "unix:"], secret)  # memory is not state
+
+
+def test_header_identity_names_only_for_the_built_in_identity() -> None:
+    assert header_identity_names(identify_by_headers()) == ("X-Service-User-ID", "X-DUIS-Version")
+    assert header_identity_names(identify_by_headers("A", "B")) == ("A", "B")
+    default = identify_by_headers()
+    assert header_identity_names(lambda request: default(request)) is None
 
 
 @pytest.mark.parametrize(

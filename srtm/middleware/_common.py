@@ -15,27 +15,32 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from srtm.identity import (
     DEFAULT_POOL,
     FrontEndTrust,
     Identity,
+    RequestView,
     Unidentified,
+    header_identity_names,
     identify_by_headers,
     valid_user_id,
 )
 
 if TYPE_CHECKING:
     from srtm.gate import Decision, GateCore
-    from srtm.identity import Identify, PoolOf, RequestView
+    from srtm.identity import Identify, PoolOf
 
 __all__ = [
+    "CACHE_MAX",
     "DRAIN_LIMIT",
     "DRAIN_LIMIT_H2",
     "DRAIN_SECONDS",
+    "Answer",
     "ExemptPaths",
     "Front",
+    "Lean",
     "MetricsSink",
     "OnRefusal",
     "Response",
@@ -46,6 +51,8 @@ __all__ = [
 log: logging.Logger = logging.getLogger("srtm.middleware")
 
 Response = tuple[int, list[tuple[str, str]], bytes]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 #: Called with the request and the Decision whenever the gate refuses a request for a
 #: User's or the system's sake (shadow refusals included: the request then goes on).
 OnRefusal = Callable[["RequestView", "Decision"], object]
@@ -71,6 +78,9 @@ DRAIN_LIMIT = 64 * 1024
 DRAIN_LIMIT_H2 = 1024 * 1024
 #: The longest a refusal waits for that body (a client trickling it is cut off).
 DRAIN_SECONDS = 5.0
+#: The most entries each hot-path cache holds; one past it empties the cache (a flood of
+#: distinct values costs a rebuild now and then, never unbounded memory).
+CACHE_MAX = 4096
 
 # Forks seen by this process since import: a middleware built before a fork (gunicorn
 # --preload, multiprocessing) sees the count change in the worker. A hook, not a
@@ -96,6 +106,29 @@ def _json(status: int, body: dict[str, object]) -> Response:
     return status, headers, data
 
 
+class Answer:
+    """A response ready to send as often as needed: fields as text (WSGI) and bytes (ASGI).
+
+    Built once and reused: a flood of refusals costs no JSON, formatting or encoding.
+    Senders copy ``raw``/``headers`` before handing them on (a server or an outer
+    middleware may append to the list it is given).
+    """
+
+    __slots__ = ("body", "headers", "line", "raw", "status")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.line = status_line(status)
+        self.headers = headers
+        self.raw = [(k.lower().encode(), v.encode()) for k, v in headers]
+        self.body = body
+
+    @classmethod
+    def of(cls, response: Response) -> Answer:
+        """The Answer of a ``(status, headers, body)`` response."""
+        return cls(*response)
+
+
 # Why a fault in srtm's own decision is answered 503 with Retry-After rather than by
 # admitting the request: every User's client already treats such a 503 as "not
 # processed, wait and retry" (the DCC gateway sends it before DUIS 4.1), so nothing is
@@ -112,6 +145,7 @@ _UNAVAILABLE = _json(
     },
 )
 _UNAVAILABLE[1].append(("Retry-After", "1"))
+_UNAVAILABLE_ANSWER = Answer.of(_UNAVAILABLE)
 
 
 # A User the policy does not name, in a pool whose policy says unknown_users="refuse":
@@ -198,6 +232,8 @@ class Front:
         self.identify = identify or identify_by_headers()
         self.pool_of = pool_of
         self.exempt = _exempt_matcher(exempt_paths)
+        # Whether the path is looked at at all (metrics exposition or exempt paths).
+        self.paths_matter = metrics_path is not None or callable(exempt_paths) or bool(exempt_paths)
         if pool_of is None and len(gate.pools) > 1:
             raise ValueError("several pools need a pool_of callable to choose one per request")
         self.only_pool = next(iter(gate.pools)) if pool_of is None else DEFAULT_POOL
@@ -221,6 +257,15 @@ class Front:
             if p.policy.scheme == "memory" and p.policy.nodes == 1
         )
         self._warned_workers = False
+        #: Whether :meth:`check_workers` still has something to say (read per request).
+        self.watch_workers = bool(self._local_pools)
+        # Hot-path caches: refusal answers, and the RateLimit fields as text and bytes.
+        self._refusals: dict[tuple[object, ...], Answer] = {}
+        self._text_policy: dict[tuple[str, int, int], tuple[str, str]] = {}
+        self._text_state: dict[tuple[str, int, int], tuple[str, str]] = {}
+        self._raw_policy: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
+        self._raw_state: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
+        self._prefixes: dict[str, tuple[str, bytes]] = {}  # pool -> its RateLimit prefix
 
     def resolve(self, request: RequestView) -> Identity | Response:
         """The request's Identity with its pool, or the response that refuses it (401/503)."""
@@ -228,6 +273,14 @@ class Front:
             distrust = self.trust.refuses(request)
             if distrust is not None:
                 return _unidentified(distrust)
+        except Exception:  # a request object no server should build: still no 500
+            self._identify_failed("401")
+            return _unidentified("the request's Service User could not be established")
+        return self.identity_of(request)
+
+    def identity_of(self, request: RequestView) -> Identity | Response:
+        """:meth:`resolve` past the trust check: identity, pool, and whether it may come in."""
+        try:
             identity = self.identify(request)
         except Unidentified as exc:
             return _unidentified(str(exc))
@@ -251,9 +304,9 @@ class Front:
             return _UNKNOWN_USER
         return identity
 
-    def unanswered(self, response: Response) -> None:
+    def unanswered(self, status: int) -> None:
         """Count a request refused before any decision (401, or 403 for an unknown User)."""
-        if self.metrics is not None and response[0] in (401, 403):
+        if self.metrics is not None and status in (401, 403):
             self.metrics.unidentified(None)
 
     def refused(self, request: RequestView, decision: Decision) -> None:
@@ -265,10 +318,75 @@ class Front:
         except Exception:
             self._on_refusal_failed("the refusal as decided")
 
-    def decision_failed(self) -> Response:
+    def decision_failed(self) -> Answer:
         """The answer when the gate itself raised: logged, and a 503 with Retry-After."""
         self._decide_failed("503")
-        return _UNAVAILABLE
+        return _UNAVAILABLE_ANSWER
+
+    def refusal(self, decision: Decision) -> Answer:
+        """The 429/503 answer of a refused decision, built once per distinct refusal.
+
+        The key holds every attribute :func:`refusal` reads, so the cached answer is the
+        one it would build: a flood from one User is answered from here.
+        """
+        d = decision
+        key: tuple[object, ...] = (
+            d.user,
+            d.pool,
+            d.status,
+            d.reason,
+            d.retry_after,
+            d.limit,
+            d.window,
+            d.remaining,
+            d.reset,
+        )
+        found = self._refusals.get(key)
+        if found is None:
+            if len(self._refusals) >= CACHE_MAX:
+                self._refusals.clear()
+            found = self._refusals[key] = Answer.of(refusal(decision))
+        return found
+
+    def text_fields(self, decision: Decision) -> tuple[tuple[str, str], tuple[str, str]]:
+        """The two RateLimit fields of an admitted decision (WSGI), cached per value."""
+        d = decision
+        policy = self._text_policy.get((d.pool, d.limit, d.window))
+        if policy is None:
+            policy = self._learn(d)[0]
+        state = self._text_state.get((d.pool, d.remaining, d.reset))
+        if state is None:
+            # Formatted here (what Decision.rate_limit_headers does, from the pool's
+            # prefix it gave): ``remaining`` counts down, so a User's own value rarely
+            # repeats and this costs less than building both fields again.
+            state = ("RateLimit", f"{self._prefixes[d.pool][0]};r={d.remaining};t={d.reset}")
+            _remember(self._text_state, (d.pool, d.remaining, d.reset), state)
+        return policy, state
+
+    def raw_fields(self, decision: Decision) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+        """The two RateLimit fields as ASGI header bytes, cached per value."""
+        d = decision
+        policy = self._raw_policy.get((d.pool, d.limit, d.window))
+        if policy is None:
+            policy = self._learn(d)[1]
+        state = self._raw_state.get((d.pool, d.remaining, d.reset))
+        if state is None:
+            prefix = self._prefixes[d.pool][1]
+            state = (b"ratelimit", b"%s;r=%d;t=%d" % (prefix, d.remaining, d.reset))
+            _remember(self._raw_state, (d.pool, d.remaining, d.reset), state)
+        return policy, state
+
+    def _learn(self, d: Decision) -> tuple[tuple[str, str], tuple[bytes, bytes]]:
+        """Cache the RateLimit-Policy field of ``d``, and its pool's RateLimit prefix."""
+        policy, state = d.rate_limit_headers()
+        # The RateLimit field is "<pool>;r=<remaining>;t=<reset>": what precedes ";r=".
+        prefix = state[1][: state[1].rindex(";r=")]
+        self._prefixes[d.pool] = (prefix, prefix.encode())
+        key = (d.pool, d.limit, d.window)
+        return (
+            _remember(self._text_policy, key, policy),
+            _remember(self._raw_policy, key, _raw(policy)),
+        )
 
     def check_workers(self, multiprocess: bool = False) -> None:
         """Warn once when memory:// counters run in several worker processes."""
@@ -278,6 +396,7 @@ class Front:
         if not (forked or multiprocess):
             return
         self._warned_workers = True
+        self.watch_workers = False
         log.warning(
             "srtm: pools %s count in memory:// with nodes=1, but this is one of several "
             "worker processes (%s): each process admits the whole capacity, so together "
@@ -286,6 +405,112 @@ class Front:
             ", ".join(self._local_pools),
             "forked after the middleware was built" if forked else "wsgi.multiprocess",
         )
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    """Store ``value`` in a bounded hot-path cache (emptied when full); return it."""
+    if len(cache) >= CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _raw(field: tuple[str, str]) -> tuple[bytes, bytes]:
+    """A header field as ASGI wants it: lower-case name, both as bytes."""
+    return field[0].lower().encode(), field[1].encode()
+
+
+class Lean:
+    """The fast path's identity: the identity header values in, a remembered answer out.
+
+    Used when the identity is the built-in header identity and one pool takes every
+    request (no ``pool_of``). The answer then depends only on the trust inputs (peer and
+    secret header) and the two identity header values, so the adapter reads just those
+    from the raw request, and the answer for each raw (user, version) pair is computed
+    once, by the general path itself (:meth:`Front.identity_of` on a view holding just
+    those two headers: the same code decides), and remembered. ``decode``: the values
+    are ASGI bytes (decoded as latin-1, as the general path does) rather than WSGI text.
+    """
+
+    __slots__ = (
+        "_answers",
+        "_distrust",
+        "decode",
+        "front",
+        "guarded",
+        "lengths",
+        "secret_name",
+        "secret_raw",
+        "trust",
+        "user_name",
+        "user_raw",
+        "version_name",
+        "version_raw",
+    )
+
+    def __init__(self, front: Front, user: str, version: str, *, decode: bool) -> None:
+        self.front = front
+        self.trust = front.trust
+        self.guarded = front.trust.configured  # whether trust is checked at all
+        self.user_name = user.lower()
+        self.version_name = version.lower()
+        self.secret_name = front.trust.secret_header.lower()
+        # The same names as ASGI header bytes, for a scan of the raw list; the secret
+        # header is read only where a secret is configured (as on the general path).
+        self.user_raw = self.user_name.encode()
+        self.version_raw = self.version_name.encode()
+        self.secret_raw = self.secret_name.encode() if front.trust.secret is not None else None
+        self.lengths = frozenset(
+            len(name) for name in (self.user_raw, self.version_raw, self.secret_raw) if name
+        )
+        self.decode = decode
+        self._answers: dict[tuple[object, object], Identity | Answer] = {}
+        self._distrust: dict[str, Answer] = {}
+
+    @classmethod
+    def of(cls, front: Front, *, decode: bool) -> Lean | None:
+        """The fast path for ``front``, or None when its requests need the general path."""
+        names = header_identity_names(front.identify)
+        if names is None or front.pool_of is not None:
+            return None
+        user, version = names
+        wanted = {user.lower(), version.lower()}
+        if front.trust.secret is not None:
+            wanted.add(front.trust.secret_header.lower())
+        expected = 3 if front.trust.secret is not None else 2
+        if len(wanted) < expected or not all(name.isascii() for name in wanted):
+            return None  # names that collide (or need Unicode case rules): general path
+        return cls(front, user, version, decode=decode)
+
+    def distrusted(self, peer: str | None, secret: Any) -> Answer | None:
+        """The 401 when the request did not come through a trusted front end, else None."""
+        why = self.trust.refuses_raw(peer, self._text(secret))
+        if why is None:
+            return None
+        found = self._distrust.get(why)
+        if found is None:
+            found = _remember(self._distrust, why, Answer.of(_unidentified(why)))
+        return found
+
+    def identity(self, user: Any, version: Any) -> Identity | Answer:
+        """The Identity (or the 401/403/503 answer) for these raw header values."""
+        key = (user, version)
+        found = self._answers.get(key)
+        if found is None:
+            headers: dict[str, Any] = {}
+            if user is not None:
+                headers[self.user_name] = self._text(user)
+            if version is not None:
+                headers[self.version_name] = self._text(version)
+            result = self.front.identity_of(RequestView(method="", path="", headers=headers))
+            answer = result if isinstance(result, Identity) else Answer.of(result)
+            found = _remember(self._answers, key, answer)
+        return found
+
+    def _text(self, value: Any) -> Any:
+        # ASGI bytes are read as latin-1, as the general path reads them; a WSGI value is
+        # passed as the environ holds it (whatever its type), as the general path does.
+        return value.decode("latin-1") if self.decode and value is not None else value
 
 
 def _exempt_matcher(exempt: ExemptPaths) -> Callable[[str], bool]:

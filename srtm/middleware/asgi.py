@@ -15,6 +15,19 @@ and ``scope["srtm.user"]`` on admitted ones: the same keys as the WSGI middlewar
 may be built first and handed in (``gate=AsyncGate(policy)``), so an app holds it even
 where the framework builds the middleware lazily (Starlette's ``add_middleware``). The
 gate runs on ``limits.aio`` storages, so no decision blocks the event loop.
+
+Two paths, one decision. The **fast path** serves the default set-up: the built-in
+header identity (``identify`` not given, or :func:`srtm.identity.identify_by_headers`)
+and one pool (no ``pool_of``). It reads the User, DUIS-version and front-end-secret
+headers straight from the raw header list (no dict of every header, no
+:class:`~srtm.identity.RequestView`), checks trust from them and the peer address, and
+takes the Identity, or the 401/403 answer, from a bounded cache per raw value pair that
+the general path itself fills. The **general path** (any other ``identify`` or a
+``pool_of``, or a request the fast path does not expect: a wanted header given twice,
+a value that is not bytes) builds the RequestView and resolves it in full. Both then
+share the rest: RateLimit fields pre-encoded per value, and refusals answered from
+prebuilt status, header list and body per distinct refusal (``_common.Front``).
+tests/middleware/test_lean.py checks that both paths decide identically.
 """
 
 from __future__ import annotations
@@ -22,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+import weakref
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from srtm.aio.gate import AsyncGate
 from srtm.identity import FrontEndTrust, Identity, RequestView
@@ -30,16 +44,17 @@ from srtm.middleware._common import (
     DRAIN_LIMIT,
     DRAIN_LIMIT_H2,
     DRAIN_SECONDS,
+    Answer,
     Front,
+    Lean,
     content_length,
-    refusal,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 
     from srtm.identity import Identify, PoolOf
-    from srtm.middleware._common import ExemptPaths, MetricsSink, OnRefusal, Response
+    from srtm.middleware._common import ExemptPaths, MetricsSink, OnRefusal
     from srtm.policy import TrafficPolicy
 
     Scope = MutableMapping[str, Any]
@@ -114,6 +129,8 @@ class ASGITrafficManager:
         )
         #: The :class:`srtm.metrics.GatewayMetrics` this middleware reports to, if any.
         self.metrics: MetricsSink | None = self._front.metrics
+        # The fast path (module docstring), or None: every request takes the general one.
+        self._lean: Lean | None = Lean.of(self._front, decode=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -125,23 +142,39 @@ class ASGITrafficManager:
             return
         scope["srtm.gate"] = self.gate
         front = self._front
-        front.check_workers()
-        path = scope.get("path", "/")
-        if not isinstance(path, str):
-            path = "/"
-        if path == front.metrics_path and front.metrics is not None:
-            await _respond(scope, receive, send, _exposition(front.metrics, scope))
-            return
-        if front.exempt(path):
-            await self.app(scope, receive, send)
-            return
-        try:
-            view = _view(scope)
-            resolved = front.resolve(view)
-        except Exception:  # a scope no server should send; still no 500
-            resolved = front.decision_failed()
+        if front.watch_workers:
+            front.check_workers()
+        if front.paths_matter:
+            path = scope.get("path", "/")
+            if not isinstance(path, str):
+                path = "/"
+            if path == front.metrics_path and front.metrics is not None:
+                await _respond(scope, receive, send, _exposition(front.metrics, scope))
+                return
+            if front.exempt(path):
+                await self.app(scope, receive, send)
+                return
+        view: RequestView | None = None
+        resolved: Identity | Answer | None = None
+        lean = self._lean
+        if lean is not None:
+            try:
+                resolved = _lean_resolve(lean, scope)
+            except Exception:  # a scope the fast path does not expect: the general path
+                resolved = None
+        if resolved is None:
+            try:
+                view = _view(scope)
+                identity_or_response = front.resolve(view)
+                resolved = (
+                    identity_or_response
+                    if isinstance(identity_or_response, Identity)
+                    else Answer.of(identity_or_response)
+                )
+            except Exception:  # a scope no server should send; still no 500
+                resolved = front.decision_failed()
         if not isinstance(resolved, Identity):
-            front.unanswered(resolved)
+            front.unanswered(resolved.status)
             await _respond(scope, receive, send, resolved)
             return
         metrics = front.metrics
@@ -156,22 +189,17 @@ class ASGITrafficManager:
             await _respond(scope, receive, send, front.decision_failed())
             return
         if decision.admitted < decision.offered:
-            front.refused(view, decision)
+            if front.on_refusal is not None:
+                if view is None:
+                    view = _safe_view(scope)  # built only now: the callback is given it
+                if view is not None:
+                    front.refused(view, decision)
             if not decision.allowed:
-                await _respond(scope, receive, send, refusal(decision))
+                await _respond(scope, receive, send, front.refusal(decision))
                 return
-        (_, policy_field), (_, state_field) = decision.rate_limit_headers()
-        extra = ((b"ratelimit-policy", policy_field.encode()), (b"ratelimit", state_field.encode()))
-
-        async def send_with_fields(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = dict(message)
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
         scope["srtm.decision"] = decision
         scope["srtm.user"] = decision.user
-        await self.app(scope, receive, send_with_fields)
+        await self.app(scope, receive, _WithFields(send, front.raw_fields(decision)))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass lifespan to the app; close the gate at shutdown; stand in if the app can't."""
@@ -234,12 +262,75 @@ async def _stand_in_lifespan(
     await send({"type": "lifespan.shutdown.complete"})
 
 
-def _exposition(metrics: MetricsSink, scope: Scope) -> Response:
+class _WithFields:
+    """The server's ``send``, adding the two RateLimit fields to the response start.
+
+    A slotted callable rather than a closure: one small object per admitted request.
+    """
+
+    __slots__ = ("fields", "send")
+
+    def __init__(self, send: Send, fields: tuple[tuple[bytes, bytes], tuple[bytes, bytes]]):
+        self.send = send
+        self.fields = fields
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # a new message and header list: the app's own may be constants it reuses
+            message = {**message, "headers": [*message.get("headers", ()), *self.fields]}
+        await self.send(message)
+
+
+def _lean_resolve(lean: Lean, scope: Scope) -> Identity | Answer | None:
+    """The fast path's identity: the wanted headers read straight from the raw list.
+
+    None sends the request down the general path: a wanted header given twice (the
+    general path joins repeats) or a value that is not bytes.
+    """
+    user = version = secret = None
+    user_name = lean.user_raw
+    version_name = lean.version_raw
+    secret_name = lean.secret_raw
+    for name, value in scope["headers"]:
+        if len(name) not in lean.lengths:
+            continue  # cannot be a wanted name, in any case
+        if name != user_name and name != version_name and name != secret_name:
+            name = name.lower()  # ASGI says lower-case; a server that does not still works
+        if name == user_name:
+            if user is not None or type(value) is not bytes:
+                return None
+            user = value
+        elif name == version_name:
+            if version is not None or type(value) is not bytes:
+                return None
+            version = value
+        elif name == secret_name:
+            if secret is not None or type(value) is not bytes:
+                return None
+            secret = value
+    if lean.guarded:
+        client = scope.get("client")
+        refused = lean.distrusted(str(client[0]) if client else None, secret)
+        if refused is not None:
+            return refused
+    return lean.identity(user, version)
+
+
+def _exposition(metrics: MetricsSink, scope: Scope) -> Answer:
     accept = next(
         (v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"accept"), None
     )
     body, content_type = metrics.render(accept)
-    return 200, [("Content-Type", content_type), ("Content-Length", str(len(body)))], body
+    return Answer(200, [("Content-Type", content_type), ("Content-Length", str(len(body)))], body)
+
+
+def _safe_view(scope: Scope) -> RequestView | None:
+    """The request for ``on_refusal`` after the fast path: None if it cannot be built."""
+    try:
+        return _view(scope)
+    except Exception:  # odd scope contents the fast path did not read: no callback, no 500
+        log.debug("srtm: the refused request could not be described", exc_info=True)
+        return None
 
 
 def _view(scope: Scope) -> RequestView:
@@ -265,19 +356,16 @@ def _view(scope: Scope) -> RequestView:
     )
 
 
-async def _respond(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
+async def _respond(scope: Scope, receive: Receive, send: Send, answer: Answer) -> None:
     """Answer a refusal, after reading a small body so the connection stays usable."""
-    status, headers, body = response
-    if await _drain(scope, receive):
-        headers = [*headers, ("Connection", "close")]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    headers = [*answer.raw, _CLOSE] if await _drain(scope, receive) else [*answer.raw]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+_CLOSE = (b"connection", b"close")
+#: Lengths of the names _drain looks for (content-length, transfer-encoding, expect).
+_FRAMING_LENGTHS = frozenset((14, 17, 6))
 
 
 async def _drain(scope: Scope, receive: Receive) -> bool:
@@ -294,9 +382,16 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
         expect = length = None
         chunked = False
         for name, value in scope.get("headers", ()):
+            if len(name) not in _FRAMING_LENGTHS:
+                continue  # not a framing header in any case: no lower() for it
             lname = name.lower()
             if lname == b"content-length":
-                length = content_length(value.decode("latin-1"))
+                # plain ASCII digits (bytes.isdigit is ASCII-only): what content_length
+                # would accept, without decoding; anything else goes through it
+                if type(value) is bytes and value.isdigit() and len(value) <= 18:
+                    length = int(value)
+                else:
+                    length = content_length(value.decode("latin-1"))
                 if length is None:
                     return True  # unreadable framing: do not guess where the body ends
             elif lname == b"transfer-encoding":
@@ -314,16 +409,78 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
     # has in flight and other streams go on meanwhile, so read further there.
     limit = DRAIN_LIMIT if http1 else DRAIN_LIMIT_H2
     seen = 0
-    try:
-        async with asyncio.timeout(DRAIN_SECONDS):
-            while True:
-                message = await receive()
-                if message.get("type") != "http.request":
-                    return http1  # the client went away
-                seen += len(message.get("body", b""))
-                if not message.get("more_body", False):
-                    return False
-                if seen > limit:
-                    return http1
-    except TimeoutError:
+    task = asyncio.current_task()
+    if task is None:  # not in a task (no server runs an app so): nothing to cut off
         return http1
+    guard = _DrainGuard.of(asyncio.get_running_loop())
+    guard.waiting[task] = guard.loop.time() + DRAIN_SECONDS
+    guard.arm()
+    try:
+        while True:
+            message = await receive()
+            if message.get("type") != "http.request":
+                return http1  # the client went away
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return False
+            if seen > limit:
+                return http1
+    except asyncio.CancelledError:
+        if task not in guard.expired:
+            raise  # cancelled by someone else: not ours to swallow
+        guard.expired.discard(task)
+        task.uncancel()
+        return http1
+    finally:
+        guard.waiting.pop(task, None)
+
+
+class _DrainGuard:
+    """Cuts off refusals whose body has not arrived after DRAIN_SECONDS: one timer for all.
+
+    ``asyncio.timeout`` costs about 4 us a use here (a Timeout, a timer handle, its
+    rescheduling): as much as the rest of a refusal, and a flood drains a body per
+    refusal. Here a drain only notes its task and deadline; one sweep every fifth of
+    DRAIN_SECONDS (at most a second), scheduled while any drain waits, cancels those past
+    it: a trickling client is cut off after 1 to 1.2 DRAIN_SECONDS. One guard per loop.
+    """
+
+    _guards: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DrainGuard]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _last: ClassVar[_DrainGuard | None] = None  # the guard used last: its loop, usually
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: dict[asyncio.Task[Any], float] = {}
+        self.expired: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _DrainGuard:
+        """The guard of ``loop``, made on first use."""
+        guard = cls._last
+        if guard is None or guard.loop is not loop:
+            guard = cls._guards.get(loop)
+            if guard is None:
+                guard = cls._guards[loop] = cls(loop)
+            cls._last = guard
+        return guard
+
+    def arm(self) -> None:
+        """Schedule the sweep, unless it is already."""
+        if self.timer is None:
+            self.timer = self.loop.call_later(_sweep_period(), self.sweep)
+
+    def sweep(self) -> None:
+        now = self.loop.time()
+        for task, deadline in list(self.waiting.items()):
+            if deadline <= now:
+                del self.waiting[task]
+                self.expired.add(task)
+                task.cancel()
+        self.timer = self.loop.call_later(_sweep_period(), self.sweep) if self.waiting else None
+
+
+def _sweep_period() -> float:
+    return min(1.0, DRAIN_SECONDS / 5)

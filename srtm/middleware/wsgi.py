@@ -10,6 +10,13 @@ keep-alive connection stays usable; it never passes on, buffers or parses a body
 The app finds ``environ["srtm.gate"]`` on every request and ``environ["srtm.decision"]``
 and ``environ["srtm.user"]`` on admitted ones: the same keys as the ASGI middleware. A
 gate may be built first and handed in (``gate=Gate(policy)``).
+
+As in the ASGI middleware, the default set-up (built-in header identity, one pool)
+takes a **fast path**: the identity entries are read straight from the environ, no
+:class:`~srtm.identity.RequestView` is built, and the Identity (or 401/403 answer)
+comes from a bounded cache per raw value pair filled by the general path itself; any
+other ``identify`` or a ``pool_of`` takes the **general path**. RateLimit fields and
+refusals are prebuilt per value on both (``_common.Front``).
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from srtm.gate import Gate
 from srtm.identity import FrontEndTrust, Identity, RequestView
-from srtm.middleware._common import DRAIN_LIMIT, Front, content_length, refusal, status_line
+from srtm.middleware._common import DRAIN_LIMIT, Answer, Front, Lean, content_length
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable
     from types import TracebackType
 
     from srtm.identity import Identify, PoolOf, Subject
-    from srtm.middleware._common import ExemptPaths, MetricsSink, OnRefusal, Response
+    from srtm.middleware._common import ExemptPaths, MetricsSink, OnRefusal
     from srtm.policy import TrafficPolicy
 
     ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -102,27 +109,55 @@ class WSGITrafficManager:
         )
         #: The :class:`srtm.metrics.GatewayMetrics` this middleware reports to, if any.
         self.metrics: MetricsSink | None = self._front.metrics
+        # The fast path (module docstring), or None: every request takes the general one.
+        self._lean: Lean | None = Lean.of(self._front, decode=False)
+        lean = self._lean
+        self._keys = (
+            (
+                _environ_key(lean.user_name),
+                _environ_key(lean.version_name),
+                _environ_key(lean.secret_name),
+            )
+            if lean is not None
+            else ("", "", "")
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         environ["srtm.gate"] = self.gate
         front = self._front
-        front.check_workers(environ.get("wsgi.multiprocess") is True)
-        path = environ.get("PATH_INFO", "/")
-        if not isinstance(path, str):
-            path = "/"
-        if path == front.metrics_path and front.metrics is not None:
-            body, content_type = front.metrics.render(environ.get("HTTP_ACCEPT"))
-            headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-            return _respond(environ, start_response, (200, headers, body))
-        if front.exempt(path):
-            return self.app(environ, start_response)
-        try:
-            view = _view(environ)
-            resolved = front.resolve(view)
-        except Exception:  # an environ no server should send; still no 500
-            resolved = front.decision_failed()
+        if front.watch_workers:
+            front.check_workers(environ.get("wsgi.multiprocess") is True)
+        if front.paths_matter:
+            path = environ.get("PATH_INFO", "/")
+            if not isinstance(path, str):
+                path = "/"
+            if path == front.metrics_path and front.metrics is not None:
+                body, content_type = front.metrics.render(environ.get("HTTP_ACCEPT"))
+                headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+                return _respond(environ, start_response, Answer(200, headers, body))
+            if front.exempt(path):
+                return self.app(environ, start_response)
+        view: RequestView | None = None
+        resolved: Identity | Answer | None = None
+        lean = self._lean
+        if lean is not None:
+            try:
+                resolved = _lean_resolve(lean, self._keys, environ)
+            except Exception:  # an environ the fast path does not expect: the general path
+                resolved = None
+        if resolved is None:
+            try:
+                view = _view(environ)
+                identity_or_response = front.resolve(view)
+                resolved = (
+                    identity_or_response
+                    if isinstance(identity_or_response, Identity)
+                    else Answer.of(identity_or_response)
+                )
+            except Exception:  # an environ no server should send; still no 500
+                resolved = front.decision_failed()
         if not isinstance(resolved, Identity):
-            front.unanswered(resolved)
+            front.unanswered(resolved.status)
             return _respond(environ, start_response, resolved)
         metrics = front.metrics
         try:
@@ -135,32 +170,67 @@ class WSGITrafficManager:
         except Exception:  # a fault in srtm itself: logged, answered 503 (see _common)
             return _respond(environ, start_response, front.decision_failed())
         if decision.admitted < decision.offered:
-            front.refused(view, decision)
+            if front.on_refusal is not None:
+                if view is None:
+                    view = _safe_view(environ)  # built only now: the callback is given it
+                if view is not None:
+                    front.refused(view, decision)
             if not decision.allowed:
-                return _respond(environ, start_response, refusal(decision))
-        extra = decision.rate_limit_headers()
-
-        def start_with_fields(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-        ) -> Callable[[bytes], Any]:
-            return start_response(status, [*headers, *extra], exc_info)
-
+                return _respond(environ, start_response, front.refusal(decision))
         environ["srtm.decision"] = decision
         environ["srtm.user"] = decision.user
-        return self.app(environ, start_with_fields)
+        return self.app(environ, _WithFields(start_response, front.text_fields(decision)))
 
     def close(self) -> None:
         """Stop background recomputation and release storage connections."""
         self.gate.close()
 
 
+class _WithFields:
+    """The server's ``start_response``, adding the two RateLimit fields to the headers.
+
+    A slotted callable rather than a closure: one small object per admitted request.
+    """
+
+    __slots__ = ("fields", "start_response")
+
+    def __init__(
+        self, start_response: StartResponse, fields: tuple[tuple[str, str], tuple[str, str]]
+    ) -> None:
+        self.start_response = start_response
+        self.fields = fields
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], Any]:
+        return self.start_response(status, [*headers, *self.fields], exc_info)
+
+
+def _lean_resolve(
+    lean: Lean, keys: tuple[str, str, str], environ: dict[str, Any]
+) -> Identity | Answer:
+    """The fast path's identity: the two environ entries, trust, then the cached answer."""
+    user_key, version_key, secret_key = keys
+    if lean.guarded:
+        secret = environ.get(secret_key) if lean.secret_raw is not None else None
+        refused = lean.distrusted(environ.get("REMOTE_ADDR") or None, secret)
+        if refused is not None:
+            return refused
+    return lean.identity(environ.get(user_key), environ.get(version_key))
+
+
+def _environ_key(name: str) -> str:
+    """Where a header lives in a WSGI environ (``HTTP_X_SERVICE_USER_ID``)."""
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+
 def _respond(
-    environ: dict[str, Any], start_response: StartResponse, response: Response
+    environ: dict[str, Any], start_response: StartResponse, answer: Answer
 ) -> Iterable[bytes]:
-    status, headers, body = response
     _drain(environ)
-    start_response(status_line(status), headers)
-    return [body]
+    start_response(answer.line, [*answer.headers])  # a copy: a server may add to it
+    return [answer.body]
 
 
 def _drain(environ: dict[str, Any]) -> None:
@@ -198,10 +268,7 @@ class _Headers(Mapping[str, str]):
         self._environ = environ
 
     def get(self, key: str, default: Any = None) -> Any:
-        name = key.upper().replace("-", "_")
-        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            return self._environ.get(name, default)
-        return self._environ.get("HTTP_" + name, default)
+        return self._environ.get(_environ_key(key), default)
 
     def __getitem__(self, key: str) -> str:
         value = self.get(key)
@@ -218,6 +285,15 @@ class _Headers(Mapping[str, str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _safe_view(environ: dict[str, Any]) -> RequestView | None:
+    """The request for ``on_refusal`` after the fast path: None if it cannot be built."""
+    try:
+        return _view(environ)
+    except Exception:  # odd environ contents the fast path did not read: no callback, no 500
+        log.debug("srtm: the refused request could not be described", exc_info=True)
+        return None
 
 
 def _view(environ: dict[str, Any]) -> RequestView:

@@ -259,6 +259,45 @@ async def test_a_trickling_body_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> N
     assert (b"connection", b"close") in sent[0]["headers"]
 
 
+async def test_trickling_bodies_are_cut_off_together_and_others_cancels_propagate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refusals draining at once share one deadline sweep; each is cut off with its
+    connection closed, and a cancellation from outside (a server shutting down) is not
+    taken for a deadline: it propagates."""
+    monkeypatch.setattr("srtm.middleware.asgi.DRAIN_SECONDS", 0.05)
+    app = ASGITrafficManager(_discard_app, POLICY, background=False, trusted_peers=["*"])
+    scope = {"type": "http", "method": "POST", "path": "/sr"}
+    scope["headers"] = [(b"content-length", b"1000")]
+    sent: list[list[dict[str, Any]]] = [[] for _ in range(3)]
+    calls = []
+    for k in range(3):
+        receive, _ = body_messages([b"x"], hang=True)
+
+        async def collect(message: dict[str, Any], k: int = k) -> None:
+            sent[k].append(message)
+
+        calls.append(app(dict(scope), receive, collect))
+    await asyncio.wait_for(asyncio.gather(*calls), 10)
+    for messages in sent:
+        assert messages[0]["status"] == 401
+        assert (b"connection", b"close") in messages[0]["headers"]
+
+    monkeypatch.setattr("srtm.middleware.asgi.DRAIN_SECONDS", 60.0)
+    waiting = asyncio.Event()
+
+    async def stalls() -> dict[str, Any]:
+        waiting.set()
+        await asyncio.Event().wait()  # a client that never sends its body
+        raise AssertionError("unreachable")
+
+    outside = asyncio.create_task(app(dict(scope), stalls, collect))
+    await waiting.wait()  # the refusal is draining
+    outside.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outside
+
+
 async def _discard_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     raise AssertionError("a refused request reached the app")
 
