@@ -55,6 +55,11 @@ def serve_wsgi(app: Callable[..., Any], threads: int = 16) -> Iterator[str]:
             for channel in list(server._map.values()):
                 channel.close()
 
-        server.trigger.pull_trigger(close_all)
+        try:
+            server.trigger.pull_trigger(close_all)
+        except OSError:
+            # The trigger's pipe is gone (seen once in ~1,100 tests under full-suite load,
+            # at teardown only, after the test's assertions had passed): close from here.
+            close_all()
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
