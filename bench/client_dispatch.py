@@ -450,6 +450,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for kind in kinds
             ],
             ["client", "srtm SR/s", "raw", "raw SR/s", "srtm / raw (median)", "submit (us)"],
+            title=f"dispatch over real HTTP to an instant server, {IN_FLIGHT} in flight",
         )
     )
     print(f"   {IN_FLIGHT} in flight")
@@ -486,6 +487,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "max ms",
                     "FIFO would wait (s)",
                 ],
+                title="a prepayment top-up behind 100,000 queued bulk reads",
             )
         )
     path = write_json("client_dispatch", result, args.out)

@@ -510,7 +510,8 @@ def run_scenario(
         ]
         for name, f in figs.items()
     ]
-    print(table(rows, ["variant", "per request (us)", "added (us)", "added over", "statuses"]))
+    head = ["variant", "per request (us)", "added (us)", "added over", "statuses"]
+    print(table(rows, head, title=f"{title} ({rounds} rounds of {n})"))
     return samples, figs
 
 
@@ -527,6 +528,7 @@ def print_targets(rows: list[dict[str, Any]]) -> None:
                 for r in rows
             ],
             ["target", "measured ratio", "goal", ""],
+            title="targets",
         )
     )
 

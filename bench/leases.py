@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "flooder overshoot",
                         "us/decision",
                     ],
+                    title=f"{scenario}: {capacity:.0f} SR/s, {nodes} nodes, {seconds} s",
                 )
             )
             result["scenarios"][scenario] = out

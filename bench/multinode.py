@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for r in result["admitted"]
             ],
             ["nodes", "lease", "decisions/s", "per node"],
+            title="admitted (TM inactive): aggregate decisions per second",
         )
     )
     print("\n-- held (TM active): one global allocation")
@@ -324,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "unspent share",
                 "steady admitted",
             ],
+            title="held (TM active): one global allocation",
         )
     )
     path = write_json("multinode", result, args.out)

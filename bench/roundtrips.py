@@ -490,6 +490,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for label, us in costs["us_median"].items()
             ],
             ["one request at a time, in process", "us (median)", "/ limits hit"],
+            title="Redis, one request at a time, in process (medians of rounds)",
         )
     )
     print(
@@ -503,6 +504,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "refusal calls / User / window",
                 "us/decision (shared machine)",
             ],
+            title="the async gate under concurrency: coalesced store calls",
         )
     )
     print(
@@ -517,6 +519,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "statuses",
                 "server commands",
             ],
+            title="store commands per decision, by scenario",
         )
     )
     checks = targets(result)

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     head = ["scenario", "cpu s", "wall s"]
     if args.baseline is not None:
         head += ["baseline cpu s", "saving", "same results"]
-    print(table(rows, head))
+    print(table(rows, head, title="a simulated day at scale 1 (medians of rounds)"))
     print(f"   wrote {write_json('sim_day', result, args.out)}")
     return result
 

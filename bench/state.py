@@ -24,7 +24,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import base_parser, header, machine, write_json
+from bench._common import base_parser, header, machine, table, write_json
 
 
 def rss() -> int:
@@ -116,6 +116,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"recompute, {users:,} active Users: sync tick median {statistics.median(ticks):.0f} ms "
         f"(max {max(ticks):.0f}); AsyncGate longest event-loop stall during a tick median "
         f"{statistics.median(stalls):.0f} ms (max {max(stalls):.0f})"
+    )
+    print(
+        table(
+            [[f"{s:,}", f"{m:.1f}", f"{h:,}"] for s, m, h in rows],
+            ["identities seen", "RSS (MB)", "Users held"],
+            title="memory under rotating identities (1,000 new a second)",
+        )
+    )
+    print(
+        table(
+            [
+                [
+                    f"{users:,}",
+                    f"{statistics.median(ticks):.0f}",
+                    f"{max(ticks):.0f}",
+                    f"{statistics.median(stalls):.0f}",
+                    f"{max(stalls):.0f}",
+                ]
+            ],
+            [
+                "active Users",
+                "sync tick median (ms)",
+                "max (ms)",
+                "AsyncGate loop stall median (ms)",
+                "max (ms)",
+            ],
+            title="recomputation",
+        )
     )
     result: dict[str, Any] = {
         "machine": info,

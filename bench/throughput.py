@@ -434,6 +434,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         table(
             rows,
             ["variant", "req/s", "vs bare", "refused", "CPU us/req", "p50 ms", "p99 ms", "errors"],
+            title="uvicorn over loopback (medians of rounds)",
         )
     )
     checks: list[dict[str, Any]] = []
