@@ -712,6 +712,9 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
         self._exit_hook: AsyncGenerator[None, None] | None = None
         self._closed = False
+        self._entries: dict[
+            asyncio.Future[httpx.Response], _Entry[asyncio.Future[httpx.Response]]
+        ] = {}
 
     # -- the public API -----------------------------------------------------------------
 
@@ -723,7 +726,11 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         if not self._workers:
             self._start_workers(loop)
             self._hook_loop_shutdown()
-        future.add_done_callback(partial(self._on_done, entry))
+        # One bound method for every future, the entry found by the future: ``_resolve`` can
+        # then remove it before settling, sparing the loop one callback per SR (it is only
+        # there to notice a caller's cancellation).
+        self._entries[future] = entry
+        future.add_done_callback(self._on_done)
         self._notify()
         return future
 
@@ -798,19 +805,23 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             return
         if settlement.outcome == "response":
             assert isinstance(settlement.value, httpx.Response)
+            self._unwatch(future)
             future.set_result(settlement.value)
         elif settlement.outcome == "error":
             assert isinstance(settlement.value, BaseException)
+            self._unwatch(future)
             future.set_exception(settlement.value)
         else:
             future.cancel()
 
-    def _on_done(
-        self,
-        entry: _Entry[asyncio.Future[httpx.Response]],
-        future: asyncio.Future[httpx.Response],
-    ) -> None:
-        if future.cancelled():
+    def _unwatch(self, future: asyncio.Future[httpx.Response]) -> None:
+        """Drop the cancellation watch of a future about to be settled with a result."""
+        if self._entries.pop(future, None) is not None:
+            future.remove_done_callback(self._on_done)
+
+    def _on_done(self, future: asyncio.Future[httpx.Response]) -> None:
+        entry = self._entries.pop(future, None)
+        if entry is not None and future.cancelled():
             self._core.forget(entry)
             self._deliver(*self._core.take_outbox())
             self._notify()
