@@ -129,13 +129,37 @@ def _require_aiohttp() -> None:
 
 
 class _Response(httpx.Response):
-    """An ``httpx.Response`` whose ``request`` is built when first asked for.
+    """An ``httpx.Response`` made from what aiohttp read; its ``request`` built when asked.
 
     Building an ``httpx.Request`` is a measurable share of an SR's cost over aiohttp, and
-    most callers never look at it; ``raise_for_status()`` and ``response.request`` do.
+    most callers never look at it: ``response.request`` builds it, and
+    ``raise_for_status()`` only when the status is an error (a 2xx passes without it, as
+    it does in httpx: the request is there to be named, not needed to pass).
     """
 
     make_request: Callable[[], httpx.Request] | None = None
+
+    @classmethod
+    def received(
+        cls,
+        status: int,
+        raw_headers: Any,
+        content: bytes,
+        make_request: Callable[[], httpx.Request],
+    ) -> _Response:
+        """The response to one request, read whole (and decoded) by aiohttp."""
+        # As a stream, so the response keeps the headers it came with (content= would add
+        # a Content-Length to a chunked answer).
+        response = cls(status, headers=raw_headers, stream=httpx.ByteStream(content))
+        # Read and closed, as httpx's read() leaves it, without read(): aiohttp has already
+        # decoded any Content-Encoding (httpx's decoders would decode it a second time and
+        # fail), and read() costs more than the rest of the response together.
+        response._content = content
+        response._num_bytes_downloaded = len(content)
+        response.is_stream_consumed = True
+        response.is_closed = True
+        response.make_request = make_request
+        return response
 
     @property
     def request(self) -> httpx.Request:
@@ -148,6 +172,8 @@ class _Response(httpx.Response):
         self._request = value
 
     def raise_for_status(self) -> httpx.Response:
+        if self.is_success and (self._request is not None or self.make_request is not None):
+            return self  # what httpx returns for a 2xx that has (or can build) its request
         self.request  # noqa: B018 (built now: httpx reads the attribute behind it)
         return super().raise_for_status()
 
@@ -232,14 +258,13 @@ class AiohttpAsyncWire:
             raise httpx.ReadTimeout(str(exc) or type(exc).__name__) from exc
         except aiohttp.ClientError as exc:
             raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
-        # As a stream, so the response keeps the headers it came with (content= would add
-        # a Content-Length to a chunked answer).
-        response = _Response(status, headers=raw_headers, stream=httpx.ByteStream(content))
-        response.read()
-        response.make_request = partial(
-            httpx.Request, "POST", url, headers={**self._headers, **headers}, content=body
+        return _Response.received(
+            status, raw_headers, content, partial(self._request_for, url, headers, body)
         )
-        return response
+
+    def _request_for(self, url: httpx.URL, headers: dict[str, str], body: bytes) -> httpx.Request:
+        """The ``httpx.Request`` an answer names, as httpx would have sent it."""
+        return httpx.Request("POST", url, headers={**self._headers, **headers}, content=body)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -8,6 +8,7 @@ a connection that drops after the request was written.
 
 from __future__ import annotations
 
+import gzip
 import socket
 import sys
 import threading
@@ -131,3 +132,46 @@ def test_a_connection_dropped_after_sending_is_outcome_unknown(make_http_client:
     assert b"x-request-id: top-up-1" in received[0].lower()
     assert handed_back == []  # never called unsent
     assert [s.request_id for s in client.client.outcome_unknown] == ["top-up-1"]
+
+
+def test_an_encoded_answer_reads_as_httpx_reads_it(make_http_client: Make) -> None:
+    """A gzip-encoded body arrives decoded once (aiohttp decodes it; nothing decodes it
+    again), and the response is read and closed, as httpx's own would be."""
+    body = b"<Response>" + b"x" * 1000 + b"</Response>"
+
+    async def answer(request: Request) -> Reply:
+        return Reply(200, {"Content-Encoding": "gzip"}, gzip.compress(body))
+
+    app = ScriptApp(answer)
+    with serve(app, started=app.started) as url:
+        client = make_http_client(base_url=url)
+        response = client.send(sr("4.8.1"))
+        client.close()
+    assert response.content == body
+    assert response.text == body.decode()
+    assert b"".join(response.iter_bytes()) == body
+    assert response.is_closed
+    assert response.is_stream_consumed
+
+
+def test_a_success_needs_no_request_to_check_and_an_error_names_it(
+    make_http_client: Make,
+) -> None:
+    """``raise_for_status()`` on either wire: a 2xx passes, a 4xx names the request."""
+
+    async def answer(request: Request) -> Reply:
+        return Reply(404 if request.request_id == "missing" else 200, {}, b"<R/>")
+
+    app = ScriptApp(answer)
+    with serve(app, started=app.started) as url:
+        client = make_http_client(base_url=url)
+        ok = client.send(sr("2.2", path="/sr", request_id="found"))
+        missing = client.send(sr("2.2", path="/sr", request_id="missing"))
+        client.close()
+    assert ok.raise_for_status() is ok
+    assert ok.request.headers["x-request-id"] == "found"
+    with pytest.raises(httpx.HTTPStatusError) as raised:
+        missing.raise_for_status()
+    assert raised.value.request.headers["x-request-id"] == "missing"
+    assert str(raised.value.request.url) == url + "/sr"
+    assert raised.value.response is missing
