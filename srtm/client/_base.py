@@ -25,7 +25,7 @@ import itertools
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, cast
 
 import httpx
 from tenacity import BaseRetrying, DoSleep, RetryCallState
@@ -108,9 +108,8 @@ def classify(outcome: httpx.Response | BaseException, rule: RefusalRule = _DEFAU
 # What the core tells a driver
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatch(Generic[H]):
-    """Send this SR now."""
+class Dispatch(NamedTuple, Generic[H]):
+    """Send this SR now. (A named tuple: one is made per SR, and cheaply.)"""
 
     entry: _Entry[H]
 
@@ -127,9 +126,11 @@ class Finished:
     """Closing, and nothing is left: the driver may stop."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement(Generic[H]):
-    """Resolve a caller's handle: with a response, an error, or as cancelled."""
+class Settlement(NamedTuple, Generic[H]):
+    """Resolve a caller's handle: with a response, an error, or as cancelled.
+
+    (A named tuple: one is made per SR, and cheaply.)
+    """
 
     handle: H
     outcome: Literal["response", "error", "cancelled"]
@@ -342,6 +343,21 @@ class ClientCore(Generic[H]):
         #: Whether to build events for take_outbox (a driver with no hook turns it off:
         #: one event object per SR is a measurable share of the client's own cost).
         self.report_events = True
+        # The hot path, per SR: the clock's bound method, and the statuses the refusal
+        # rule may call anything but final. With srtm's own rule (``verdict`` not
+        # overridden), a response whose status is none of these is final without asking.
+        self._monotonic = clock.monotonic
+        rule = retry.refusal
+        self._retryable_statuses: frozenset[int] | None = (
+            rule.always | rule.with_retry_after | rule.ambiguous
+            if type(rule).verdict is RefusalRule.verdict
+            else None
+        )
+        # The default classes by variant (the default order is a fixed table; a caller's
+        # mapping or function is asked every time, as it may change).
+        self._classes: dict[tuple[str, int | None], int] | None = (
+            {} if priorities.order is None else None
+        )
 
     # -- state ---------------------------------------------------------------------------
 
@@ -350,8 +366,20 @@ class ClientCore(Generic[H]):
         return self._in_flight
 
     def has_work_for_another(self) -> bool:
-        """Whether another worker could find an SR to send (a hint, to wake one)."""
-        return self._in_flight < self.max_in_flight and len(self._queue) > 0
+        """Whether another worker could find an SR to send (a hint, to wake one).
+
+        Not when the only SRs queued are bulk ones ready to go and bulk holds all the
+        slots it may: the worker woken would find nothing it may send and wait again, once
+        per SR. (An SR waiting for a retry still wakes one, to time its wait.)
+        """
+        queue = self._queue
+        if self._in_flight >= self.max_in_flight or len(queue) == 0:
+            return False
+        return (
+            self._bulk_in_flight < self.bulk_slots
+            or queue.deferred > 0
+            or queue.best(bulk=False) is not None
+        )
 
     @property
     def closing(self) -> bool:
@@ -386,7 +414,8 @@ class ClientCore(Generic[H]):
     def headers_for(self, sr: ServiceRequest) -> dict[str, str]:
         """Per-SR headers (the User's own identity headers are set on the HTTP client)."""
         headers = {"content-type": sr.content_type, "x-request-id": sr.request_id}
-        headers.update(sr.headers)
+        if sr.headers:
+            headers.update(sr.headers)
         return headers
 
     # -- submitting ----------------------------------------------------------------------
@@ -397,10 +426,22 @@ class ClientCore(Generic[H]):
             raise TypeError(f"submit() takes a ServiceRequest, got {type(sr).__name__}")
         if self._closing:
             raise ClientClosedError()
-        cls = self.priorities.classify(sr.variant, sr.priority)
-        now = self.clock.monotonic()
+        priorities = self.priorities
+        classes = self._classes
+        if classes is None:
+            cls = priorities.classify(sr.variant, sr.priority)
+        else:
+            found = classes.get((sr.variant, sr.priority))
+            if found is None:
+                if len(classes) > 1024:  # variants are few; a caller inventing them is bounded
+                    classes.clear()
+                found = classes[sr.variant, sr.priority] = priorities.classify(
+                    sr.variant, sr.priority
+                )
+            cls = found
+        now = self._monotonic()
         seq = next(self._seq)
-        aging = self.priorities.aging
+        aging = priorities.aging
         primary = float(cls) if aging is None else cls * aging + now
         deadline = sr.deadline if sr.deadline is not None else self.retry.deadline
         entry = _Entry(
@@ -408,7 +449,7 @@ class ClientCore(Generic[H]):
             handle,
             cls=cls,
             key=(primary, seq),
-            bulk=self.priorities.is_bulk(cls),
+            bulk=priorities.is_bulk(cls),
             submitted_at=now,
             deadline_at=None if deadline is None else now + deadline,
         )
@@ -427,13 +468,16 @@ class ClientCore(Generic[H]):
 
     def next_action(self) -> Dispatch[H] | Wait | Finished:
         """What the driver should do now."""
+        queue = self._queue
         while True:
-            now = self.clock.monotonic()
-            self._expire(now)
-            self._queue.promote(now)
-            if self._closing and self._in_flight == 0 and len(self._queue) == 0:
-                return Finished()
-            if len(self._queue) == 0:
+            now = self._monotonic()
+            if self._deadlines:
+                self._expire(now)
+            if queue.deferred:
+                queue.promote(now)
+            if len(queue) == 0:
+                if self._closing and self._in_flight == 0:
+                    return Finished()
                 return Wait(None)  # a submission or a completion wakes the driver
             if self._in_flight >= self.max_in_flight:
                 return Wait(self._wake_time())  # or sooner: a completion wakes the driver
@@ -444,10 +488,10 @@ class ClientCore(Generic[H]):
                 return Wait(_earliest(self._wake_time(), entry.until))
             if not self._claim(entry.handle, entry.attempts == 0):
                 # Cancelled by the caller a moment ago.
-                self._queue.remove(entry)
+                queue.remove(entry)
                 self._finish(entry, "cancelled", None, report=False)
                 continue
-            self._queue.remove(entry)
+            queue.remove(entry)
             self._start(entry, now)
             return Dispatch(entry)
 
@@ -508,12 +552,18 @@ class ClientCore(Generic[H]):
 
     def attempt_finished(self, entry: _Entry[H], outcome: httpx.Response | BaseException) -> None:
         """Take in what one attempt produced (a response, or the exception it raised)."""
-        now = self.clock.monotonic()
+        now = self._monotonic()
         self._release(entry)
         if isinstance(outcome, httpx.Response):
             entry.last_response = outcome
             if self.pacer.follow_gateway:
                 self.pacer.observe(parse_ratelimit(outcome.headers, now=self.clock.time()), now)
+            statuses = self._retryable_statuses
+            if statuses is not None and outcome.status_code not in statuses:
+                # What classify() says of it under srtm's own rule: final, the caller's.
+                # (Most SRs end here; any other status takes the general path below.)
+                self._finish(entry, "response", outcome)
+                return
         elif isinstance(outcome, _AMBIGUOUS) and not isinstance(outcome, _UNSENT):
             unknown = OutcomeUnknownError(entry.sr, entry.attempts, type(outcome).__name__)
             unknown.__cause__ = outcome
@@ -691,7 +741,6 @@ class ClientCore(Generic[H]):
         if entry.status is _State.DONE:
             return
         entry.status = _State.DONE
-        now = self.clock.monotonic()
         if entry.maybe_processed and (outcome == "cancelled" or isinstance(value, GaveUpError)):
             # Sent once with no clear answer: whatever stops it now, it may have been
             # processed. Not "unsent", not "not processed": its outcome is unknown.
@@ -717,15 +766,17 @@ class ClientCore(Generic[H]):
         if report:
             self._settled.append(Settlement(entry.handle, outcome, value))
         response = value if isinstance(value, httpx.Response) else None
-        logger.debug(
-            "SR %s (variant %s): %s after %d attempt(s)",
-            entry.sr.request_id,
-            entry.sr.variant,
-            outcome if response is None else response.status_code,
-            entry.attempts,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "SR %s (variant %s): %s after %d attempt(s)",
+                entry.sr.request_id,
+                entry.sr.variant,
+                outcome if response is None else response.status_code,
+                entry.attempts,
+            )
         if not self.report_events:
             return
+        now = self._monotonic()
         error = value if isinstance(value, BaseException) else None
         self._events.append(
             SRSettled(

@@ -267,11 +267,12 @@ class BaseClient(Generic[H]):
         try:
             for settlement in settled:
                 self._resolve(settlement)
-            if self.on_event is None:
+            hook = self._on_event
+            if hook is None:
                 return
             for event in events:
                 try:
-                    self.on_event(event)
+                    hook(event)
                 except Exception:
                     logger.exception("srtm.client on_event hook failed on %r", event)
         finally:

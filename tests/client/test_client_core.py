@@ -161,6 +161,34 @@ def test_bulk_holds_at_most_its_share_of_in_flight_slots(clock: VirtualClock) ->
     assert dispatch(core).bulk  # a bulk slot came free
 
 
+def test_no_worker_is_woken_for_bulk_that_may_not_go(clock: VirtualClock) -> None:
+    """``has_work_for_another``: only when a woken worker could send something."""
+    core = make_core(clock, max_in_flight=4, priorities=PriorityPolicy(bulk_share=0.5))
+    submit(core, *[sr("4.6.1") for _ in range(10)])
+    assert core.has_work_for_another()
+    first = dispatch(core)
+    dispatch(core)
+    assert not core.has_work_for_another()  # bulk holds its two slots: nothing may go
+    submit(core, sr("2.2"))
+    assert core.has_work_for_another()  # an urgent SR may take a free slot
+    dispatch(core)
+    assert not core.has_work_for_another()
+    core.attempt_finished(first, response())
+    assert core.has_work_for_another()  # a bulk slot came free
+
+
+def test_an_sr_awaiting_a_retry_still_wakes_a_worker(clock: VirtualClock) -> None:
+    core = make_core(clock, max_in_flight=4, priorities=PriorityPolicy(bulk_share=0.5))
+    (urgent,) = submit(core, sr("2.2"))
+    dispatch(core)
+    submit(core, *[sr("4.6.1") for _ in range(3)])
+    dispatch(core)
+    dispatch(core)
+    core.attempt_finished(urgent, refused("1"))  # back in the queue, after a pause
+    assert core.stats().awaiting_retry == 1
+    assert core.has_work_for_another()  # a worker must time the retry
+
+
 def test_bulk_by_default_always_leaves_a_slot(clock: VirtualClock) -> None:
     core = make_core(clock, max_in_flight=2)  # bulk_share 0.8 of 2 slots: 1
     submit(core, *[sr("4.6.1") for _ in range(3)])
@@ -347,6 +375,63 @@ def test_a_refusal_rule_can_be_changed_in_one_place() -> None:
 
     assert classify(httpx.Response(400, content=b"throttled"), ByBody()) is Kind.REFUSED
     assert classify(httpx.Response(400), ByBody()) is Kind.FINAL
+
+
+@pytest.mark.parametrize("status", [200, 201, 204, 400, 404, 409, 418])
+def test_a_final_answer_takes_the_fast_path_only_under_srtm_s_own_rule(
+    clock: VirtualClock, status: int
+) -> None:
+    """A status srtm's rule calls final settles at once; a rule that overrides ``verdict``
+    is still asked about every status, and one listing more statuses is followed."""
+
+    class ByBody(RefusalRule):
+        def verdict(self, response: httpx.Response) -> Verdict:
+            return "refused" if b"throttled" in response.content else super().verdict(response)
+
+    for rule, retried in [
+        (RefusalRule(), False),
+        (ByBody(), True),
+        (RefusalRule(always=frozenset({429, status})), True),
+        (RefusalRule(ambiguous=frozenset({status})), False),  # ambiguous: the caller's
+    ]:
+        core = make_core(clock, retry=RetryPolicy(refusal=rule))
+        (entry,) = submit(core, sr("2.2"))
+        dispatch(core)
+        core.attempt_finished(entry, httpx.Response(status, content=b"throttled"))
+        if retried:
+            assert settled(core) == []
+            assert core.stats().retries == 1
+            assert core.paused_until > clock.monotonic()  # a refusal pauses the User
+        else:
+            ((outcome, value),) = settled(core)
+            assert (outcome, value.status_code) == ("response", status)
+            assert core.stats().retries == 0
+
+
+def test_a_safe_to_repeat_sr_retries_an_ambiguous_answer_under_a_listed_status(
+    clock: VirtualClock,
+) -> None:
+    rule = RefusalRule(ambiguous=frozenset({500, 418}))
+    core = make_core(clock, retry=RetryPolicy(refusal=rule))
+    (entry,) = submit(core, sr("4.18", safe_to_repeat=True))
+    dispatch(core)
+    core.attempt_finished(entry, httpx.Response(418))
+    assert settled(core) == []
+    assert core.stats().awaiting_retry == 1
+
+
+def test_classes_remembered_by_variant_keep_each_sr_priority(clock: VirtualClock) -> None:
+    core = make_core(clock)
+    entries = submit(core, sr("4.8.1"), sr("4.8.1", priority=0), sr("4.8.1"), sr(" 2.2 "))
+    assert [e.cls for e in entries] == [Priority.BULK, 0, Priority.BULK, Priority.PREPAYMENT]
+    calls: list[str] = []
+
+    def order(variant: str) -> int:
+        calls.append(variant)
+        return len(calls)  # a caller's function may change its mind: asked every time
+
+    core = make_core(clock, priorities=PriorityPolicy(order=order))
+    assert [e.cls for e in submit(core, sr("4.8.1"), sr("4.8.1"))] == [1, 2]
 
 
 @pytest.mark.parametrize(
