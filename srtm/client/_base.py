@@ -58,7 +58,7 @@ from srtm.client._retry import RetryBudget, RetryPolicy, WaitDecision
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from srtm.client._clock import Clock
     from srtm.client._priorities import PriorityPolicy
@@ -390,9 +390,14 @@ class ClientCore(Generic[H]):
         """Monotonic time until which the User's dispatch is paused (-inf: not paused)."""
         return self._pause_until
 
-    def take_outbox(self) -> tuple[list[Settlement[H]], list[ClientEvent]]:
-        """Handles to resolve and events to report, for the driver to do outside its lock."""
+    def take_outbox(self) -> tuple[Sequence[Settlement[H]], Sequence[ClientEvent]]:
+        """Handles to resolve and events to report, for the driver to do outside its lock.
+
+        Asked twice per SR, and mostly empty: then it gives ``()``, not fresh lists.
+        """
         settled, events = self._settled, self._events
+        if not settled and not events:
+            return (), ()
         self._settled, self._events = [], []
         return settled, events
 

@@ -43,7 +43,7 @@ from srtm.client._transport import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Sequence
     from types import TracebackType
 
     from srtm.client._events import ClientEvent, ClientStats
@@ -261,7 +261,7 @@ class BaseClient(Generic[H]):
     def max_in_flight(self) -> int:
         return self._core.max_in_flight
 
-    def _deliver(self, settled: list[Settlement[H]], events: list[ClientEvent]) -> None:
+    def _deliver(self, settled: Sequence[Settlement[H]], events: Sequence[ClientEvent]) -> None:
         """Resolve handles and report events (outside any lock)."""
         _delivering.active = True
         try:
@@ -732,7 +732,8 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
         # there to notice a caller's cancellation).
         self._entries[future] = entry
         future.add_done_callback(self._on_done)
-        self._notify()
+        if self._idle:
+            self._notify()
         return future
 
     async def send(self, sr: ServiceRequest) -> httpx.Response:
@@ -806,7 +807,8 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             return
         if settlement.outcome == "response":
             assert isinstance(settlement.value, httpx.Response)
-            self._unwatch(future)
+            if self._entries.pop(future, None) is not None:  # _unwatch, inline: once per SR
+                future.remove_done_callback(self._on_done)
             future.set_result(settlement.value)
         elif settlement.outcome == "error":
             assert isinstance(settlement.value, BaseException)
@@ -913,7 +915,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             if settled or events:
                 self._deliver(settled, events)
             if isinstance(action, Dispatch):
-                if core.has_work_for_another():
+                if self._idle and core.has_work_for_another():
                     self._notify()
                 await self._attempt(action.entry)
             elif isinstance(action, Finished):
