@@ -107,7 +107,8 @@ def test_shared_rates_are_each_curves_own(name: str) -> None:
     copies = {key: rates.copy() for key, rates in memo.items()}
     again = [shared_rate(curve, t, memo) for curve in curves]
     for curve, a, b in zip(curves, first, again, strict=True):
-        assert np.array_equal(a, curve.rate(t)) and np.array_equal(b, a)
+        assert np.array_equal(a, curve.rate(t))
+        assert np.array_equal(b, a)
     assert all(np.array_equal(memo[key], rates) for key, rates in copies.items())
 
 
