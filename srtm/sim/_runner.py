@@ -433,7 +433,9 @@ class _World:
 
     def _end(self, w: int) -> None:
         self.active[w] = self._active_now
-        self.backlog[:, w] = self.rec.backlog
+        backlog = self.rec.backlog
+        if any(backlog):  # the column starts at zero: most windows have nothing queued
+            self.backlog[:, w] = backlog
 
     def _slice(
         self,
