@@ -875,14 +875,13 @@ class GateCore:
         """
         previous, current = counts
         phase = now / p.policy.window - self.window_of(p, now)
-        offered: dict[str, float] = {}
-        for user, count in previous.items():
-            offered[user] = count * (1.0 - phase) * scale
+        offered = {user: count * (1.0 - phase) * scale for user, count in previous.items()}
         for user, count in current.items():
             offered[user] = offered.get(user, 0.0) + count * scale
-        for user, count in previous.items():
-            if offered[user] < count * scale:
-                offered[user] = count * scale
+        if phase:  # at a window's start the previous window counts in full already
+            for user, count in previous.items():
+                if offered[user] < count * scale:
+                    offered[user] = count * scale
         # Smoothing is per second, so the time since the last recomputation counts.
         last, p.last_tick = p.last_tick, now
         elapsed = p.policy.control_period or p.policy.window if last is None else now - last

@@ -71,6 +71,16 @@ class Sender:
     def settle(self, n: int, k: int, retry_after: int | None, now: float, lat_bin: int) -> None:
         raise NotImplementedError
 
+    def sleep_through(self, per_class: Sequence[Sequence[int]], times: Sequence[float]) -> None:
+        """Queue a window's arrivals (per class, per slice at ``times``) while paused
+        through all of it: what :meth:`arrive` then :meth:`offer` do slice by slice."""
+        for k, now in enumerate(times):
+            counts = [row[k] for row in per_class]
+            total = sum(counts)
+            if total:
+                self.arrive(counts, total, now)
+            self.offer(now, 0)
+
     def mark(self, now: float) -> None:
         """Start timing how long the SRs queued now take to drain (per class)."""
 
@@ -180,6 +190,23 @@ class ClientState(Sender):
                 rec[c] += count
                 self.size += count
 
+    def sleep_through(self, per_class: Sequence[Sequence[int]], times: Sequence[float]) -> None:
+        # Paused, a client with SRs queued only queues what arrives (arrive() pushes it,
+        # offer() sends nothing): a cohort per slice, class by class.
+        if self._fresh is not None:
+            self._queue_fresh()
+        backlog, queues, rec = self._backlog, self._queues, self._rec.backlog
+        for c, row in enumerate(per_class):
+            append, count = queues[c].append, 0
+            for now, n in zip(times, row, strict=True):
+                if n:
+                    append([now, n])
+                    count += n
+            if count:
+                backlog[c] += count
+                rec[c] += count
+                self.size += count
+
     def _queue_fresh(self) -> None:
         fresh = self._fresh
         assert fresh is not None
@@ -252,24 +279,51 @@ class ClientState(Sender):
             k -= self._take(best, min(k, int(queues[best][0][1])), now, lat_bin)
 
     def _take(self, c: int, want: int, now: float, lat_bin: int) -> int:
-        """Pop ``want`` SRs from class ``c``'s head cohorts; return how many."""
-        q, rec, pri = self._queues[c], self._rec, self._pri
+        """Pop ``want`` SRs from class ``c``'s head cohorts; return how many.
+
+        What :meth:`Recorder.waited` records for each cohort, added up in locals and
+        stored once: the same additions in the same order, so the same sums.
+        """
+        q, rec = self._queues[c], self._rec
         got = 0
-        while got < want:
-            cohort = q[0]
-            count = int(cohort[1])
-            take = min(count, want - got)
-            rec.waited(c, take, now - cohort[0], lat_bin, c == pri)
-            if c == pri:
-                self.priority_admitted += take
+        class_wait = rec.class_wait[c]
+        if c != self._pri:
+            while got < want:
+                cohort = q[0]
+                count = int(cohort[1])
+                take = count if count <= want - got else want - got
+                class_wait += (now - cohort[0]) * take
+                if take == count:
+                    q.popleft()
+                else:
+                    cohort[1] = count - take
+                got += take
+        else:
+            lat_sum, lat_max, hist = rec.lat_sum[lat_bin], rec.lat_max[lat_bin], rec.hist
+            resolution, wait_max = rec.resolution, self.priority_wait_max
+            while got < want:
+                cohort = q[0]
+                count = int(cohort[1])
+                take = count if count <= want - got else want - got
                 wait = now - cohort[0]
-                if wait > self.priority_wait_max:
-                    self.priority_wait_max = wait
-            if take == count:
-                q.popleft()
-            else:
-                cohort[1] = count - take
-            got += take
+                class_wait += wait * take
+                lat_sum += wait * take
+                if wait > lat_max:
+                    lat_max = wait
+                key = round(wait / resolution)
+                hist[key] = hist.get(key, 0) + take
+                if wait > wait_max:
+                    wait_max = wait
+                if take == count:
+                    q.popleft()
+                else:
+                    cohort[1] = count - take
+                got += take
+            rec.lat_count[lat_bin] += got
+            rec.lat_sum[lat_bin], rec.lat_max[lat_bin] = lat_sum, lat_max
+            self.priority_admitted += got
+            self.priority_wait_max = wait_max
+        rec.class_wait[c] = class_wait
         self._backlog[c] -= got
         rec.backlog[c] -= got
         self.size -= got

@@ -202,6 +202,30 @@ def function(fn: Callable[[FloatArray], FloatArray]) -> Curve:
     return _Function(fn)
 
 
+def shared_rate(curve: Curve, t: FloatArray, memo: dict[int, FloatArray]) -> FloatArray:
+    """``curve.rate(t)``, reusing the rates of sub-curves already evaluated at ``t``.
+
+    A cache for one array of times: ``memo`` maps ``id(curve)`` to its rates at ``t``
+    and is valid only for that ``t`` (the caller starts a new one for other times, and
+    keeps the curves alive meanwhile). A reference User's five classes all scale the
+    same shifted night and day curves, so each is interpolated once, not five times.
+    Sums and factors are applied exactly as :meth:`Curve.rate` applies them (same
+    operations, same order), so the rates are the same to the last bit. The cached
+    arrays are never written to.
+    """
+    if isinstance(curve, _Sum):
+        out = np.zeros_like(t, dtype=np.float64)
+        for part in curve.parts:
+            out += shared_rate(part, t, memo)
+        return out
+    if isinstance(curve, _Scaled):
+        return shared_rate(curve.base, t, memo) * curve.factor
+    found = memo.get(id(curve))
+    if found is None:
+        found = memo[id(curve)] = curve.rate(t)
+    return found
+
+
 def _rate(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"a rate is a number of SR/s, got {value!r}")

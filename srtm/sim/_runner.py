@@ -35,12 +35,14 @@ import numpy.typing as npt
 
 from srtm.ledger import Reason
 from srtm.sim._client import ClientState, OpenLoopState, Recorder, Sender
+from srtm.sim._curves import shared_rate
 from srtm.sim._engines import FcfsEngine, GateEngine
 from srtm.sim._errors import ScenarioError
 from srtm.sim._scenario import Client
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from collections.abc import Set as AbstractSet
 
     from srtm.sim._curves import Curve
     from srtm.sim._engines import Engine, Verdict
@@ -59,6 +61,7 @@ _SPLIT_BLOCK = 32
 _USER = int(Reason.USER)
 _EPS = 1e-9
 _UNBOUNDED = 1 << 62  # an open loop's "line": whatever arrives is offered
+_NOBODY: frozenset[int] = frozenset()
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -191,10 +194,11 @@ class _Chunk:
         t = (np.arange(start, start + length, dtype=np.float64) + 0.5) * c.window / c.scale
         n_users, n_classes = len(c.curves), len(c.classes)
         counts = np.zeros((n_users, n_classes, length), dtype=np.int64)
+        memo: dict[int, FloatArray] = {}  # rates of the curves shared by several, at t
         for u, per in enumerate(c.curves):
             for k, curve in enumerate(per):
                 if curve is not None:
-                    expected = curve.rate(t) * c.window
+                    expected = shared_rate(curve, t, memo) * c.window
                     if np.any(expected > 0):
                         counts[u, k] = rng.poisson(expected)
         self.counts = counts
@@ -233,18 +237,21 @@ class _Chunk:
             self._cached = (j, self._window_arrivals(j))
         return self._cached[1][k]
 
+    def window_parts(self, j: int) -> IntArray:
+        """(users, classes, slices): window ``j``'s arrivals in each of its slices."""
+        s = self.c.slices
+        if self.parts is not None:
+            return self.parts[:, :, j * s : (j + 1) * s]
+        # Split a block of windows at once: windows that need slicing come in runs.
+        lo = j - j % _SPLIT_BLOCK
+        if self._block is None or self._block[0] != lo:
+            self._block = (lo, self._split(slice(lo, min(lo + _SPLIT_BLOCK, self.length))))
+        return self._block[1][:, :, (j - lo) * s : (j - lo + 1) * s]
+
     def _window_arrivals(self, j: int) -> list[list[Arrival]]:
         """Every slice of window ``j`` at once: one conversion to Python lists a window
         instead of four NumPy calls a slice."""
-        s = self.c.slices
-        if self.parts is not None:
-            parts = self.parts[:, :, j * s : (j + 1) * s]
-        else:
-            # Split a block of windows at once: windows that need slicing come in runs.
-            lo = j - j % _SPLIT_BLOCK
-            if self._block is None or self._block[0] != lo:
-                self._block = (lo, self._split(slice(lo, min(lo + _SPLIT_BLOCK, self.length))))
-            parts = self._block[1][:, :, (j - lo) * s : (j - lo + 1) * s]
+        parts = self.window_parts(j)
         sums = parts.sum(axis=1)  # (users, slices)
         users = np.flatnonzero(sums.any(axis=1))  # only they are converted
         ids: list[int] = users.tolist()
@@ -359,6 +366,7 @@ class _World:
                 self._end(w)
                 return
         dt = c.window / c.slices
+        asleep = self._sleep(t, dt, j, chunk) if self.busy else _NOBODY
         quiet: list[int] = []
         for k in range(c.slices):
             now = t + k * dt
@@ -369,12 +377,31 @@ class _World:
             if self._calm_slice(j, k, now, chunk):
                 quiet.append(k)
             else:
-                self._slice(w, k, now, lat_bin, chunk.arrivals(j, k))
+                self._slice(w, k, now, lat_bin, chunk.arrivals(j, k), asleep)
         if len(quiet) == c.slices:
             self.quiet[w] = True
         elif quiet:
             self._count_quietly(w, j, quiet, lat_bin, chunk)
         self._end(w)
+
+    def _sleep(self, t: float, dt: float, j: int, chunk: _Chunk) -> AbstractSet[int]:
+        """The Users paused through every slice of window ``j``, their arrivals queued.
+
+        Such a User offers nothing in the window, so slice by slice its arrivals would
+        only join its queues, each slice's at that slice's time: they are queued here at
+        once, in the same order within each queue, and :meth:`_slice` passes them by.
+        (In an outage that is nearly every User, window after window.)
+        """
+        senders = self.senders
+        last = t + (self.c.slices - 1) * dt  # the last slice's time, as window() has it
+        asleep = {u for u in self.busy if last < senders[u].paused_until - _EPS}
+        if asleep:
+            ids = sorted(asleep)
+            times = [t + k * dt for k in range(self.c.slices)]
+            per_user: list[list[list[int]]] = chunk.window_parts(j)[ids].tolist()
+            for u, per_class in zip(ids, per_user, strict=True):
+                senders[u].sleep_through(per_class, times)
+        return asleep
 
     def _calm_slice(self, j: int, k: int, now: float, chunk: _Chunk) -> bool:
         """Admit slice ``k``'s arrivals in bulk if nothing in it can be refused."""
@@ -406,15 +433,30 @@ class _World:
 
     def _end(self, w: int) -> None:
         self.active[w] = self._active_now
-        self.backlog[:, w] = self.rec.backlog
+        backlog = self.rec.backlog
+        if any(backlog):  # the column starts at zero: most windows have nothing queued
+            self.backlog[:, w] = backlog
 
-    def _slice(self, w: int, k: int, now: float, lat_bin: int, arriving: list[Arrival]) -> None:
-        """Slice ``k`` of window ``w``, User by User: queues, pauses, decisions."""
+    def _slice(
+        self,
+        w: int,
+        k: int,
+        now: float,
+        lat_bin: int,
+        arriving: list[Arrival],
+        asleep: AbstractSet[int],
+    ) -> None:
+        """Slice ``k`` of window ``w``, User by User: queues, pauses, decisions (the Users
+        ``asleep`` through the window are left out: :meth:`_sleep` queued theirs)."""
         engine, senders, caps, busy = self.engine, self.senders, self.caps, self.busy
         cands = arriving
         if busy:
+            awake = busy
+            if asleep:
+                arriving = [a for a in arriving if a[0] not in asleep]
+                awake = busy - asleep
             present = {a[0] for a in arriving}
-            cands = arriving + [(u, [], 0) for u in sorted(busy) if u not in present]
+            cands = arriving + [(u, [], 0) for u in sorted(awake) if u not in present]
         ids, ns = [], []
         for u, counts, total in cands:
             s = senders[u]
@@ -470,16 +512,18 @@ class _World:
         quiet = self.quiet[lo:hi]
         if not quiet.any():
             return
-        self.offered[:, lo:hi][:, quiet] += chunk.totals[:, quiet]
-        self.admitted[:, lo:hi][:, quiet] += chunk.totals[:, quiet]
+        # Zeros in the other windows rather than a boolean index: adding them changes
+        # nothing, and a masked copy of a (users, windows) block costs ten times more.
+        bulk = np.where(quiet, chunk.totals, 0)
+        self.offered[:, lo:hi] += bulk
+        self.admitted[:, lo:hi] += bulk
         pri = self.c.priority_index
         if pri < 0:
             return
         clients = np.array(self.c.clients, dtype=np.bool_)
-        prio = chunk.counts[:, pri, :][:, quiet] * clients[:, None]
+        prio = np.where(quiet, chunk.counts[:, pri, :], 0) * clients[:, None]
         self.priority_quiet += prio.sum(axis=1)
-        windows = np.arange(lo, hi)[quiet]
-        lat_bins = (windows * self.c.window // LATENCY_BIN).astype(np.int64)
+        lat_bins = (np.arange(lo, hi) * self.c.window // LATENCY_BIN).astype(np.int64)
         per_minute = np.bincount(lat_bins - lat_bins[0], weights=prio.sum(axis=0))
         rec = self.rec
         for m, count in enumerate(per_minute.tolist()):

@@ -92,6 +92,26 @@ def test_curves_add_scale_and_integrate() -> None:
     assert function(lambda t: t * 0 + 3).total(0, 10) == pytest.approx(30)
 
 
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_shared_rates_are_each_curves_own(name: str) -> None:
+    # The arrivals evaluate every curve of a scenario through one memo per chunk of
+    # times: the rates must be Curve.rate's to the last bit, the memo left untouched.
+    from srtm.sim._curves import shared_rate
+
+    compiled = compile_scenario(load_scenario(name), 1.0)
+    extra = (daily(500.0, shift=60.0) * 0.5 + constant(2.0), function(lambda t: t * 0 + 1))
+    curves = [k for per in compiled.curves for k in per if k is not None] + list(extra)
+    t = (np.arange(3600, 7200, dtype=np.float64) + 0.5) * compiled.window
+    memo: dict[int, np.ndarray] = {}
+    first = [shared_rate(curve, t, memo) for curve in curves]
+    copies = {key: rates.copy() for key, rates in memo.items()}
+    again = [shared_rate(curve, t, memo) for curve in curves]
+    for curve, a, b in zip(curves, first, again, strict=True):
+        assert np.array_equal(a, curve.rate(t))
+        assert np.array_equal(b, a)
+    assert all(np.array_equal(memo[key], rates) for key, rates in copies.items())
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
