@@ -53,6 +53,7 @@ from srtm.middleware._common import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 
+    from srtm.gate import Decision
     from srtm.identity import Identify, PoolOf
     from srtm.middleware._common import ExemptPaths, MetricsSink, OnRefusal
     from srtm.policy import TrafficPolicy
@@ -131,6 +132,11 @@ class ASGITrafficManager:
         self.metrics: MetricsSink | None = self._front.metrics
         # The fast path (module docstring), or None: every request takes the general one.
         self._lean: Lean | None = Lean.of(self._front, decode=True)
+        # The gate's decision without a coroutine where no I/O is needed (memory://);
+        # not where a subclass decides otherwise.
+        self._decide_now: Callable[[Identity], Decision | None] | None = (
+            gate.decide_now if type(gate).decide is AsyncGate.decide else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -178,12 +184,17 @@ class ASGITrafficManager:
             await _respond(scope, receive, send, resolved)
             return
         metrics = front.metrics
+        decide_now = self._decide_now
         try:
             if metrics is None:
-                decision = await self.gate.decide(resolved)
+                decision = None if decide_now is None else decide_now(resolved)
+                if decision is None:
+                    decision = await self.gate.decide(resolved)
             else:
                 started = time.perf_counter()
-                decision = await self.gate.decide(resolved)
+                decision = None if decide_now is None else decide_now(resolved)
+                if decision is None:
+                    decision = await self.gate.decide(resolved)
                 metrics.observe(decision, time.perf_counter() - started)
         except Exception:  # a fault in srtm itself: logged, answered 503 (see _common)
             await _respond(scope, receive, send, front.decision_failed())
@@ -266,6 +277,9 @@ class _WithFields:
     """The server's ``send``, adding the two RateLimit fields to the response start.
 
     A slotted callable rather than a closure: one small object per admitted request.
+    Not a coroutine function: it returns the server's own ``send(...)`` awaitable, so
+    each message costs no coroutine of ours (the app awaits what it is given, as ASGI
+    has it).
     """
 
     __slots__ = ("fields", "send")
@@ -274,11 +288,11 @@ class _WithFields:
         self.send = send
         self.fields = fields
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             # a new message and header list: the app's own may be constants it reuses
             message = {**message, "headers": [*message.get("headers", ()), *self.fields]}
-        await self.send(message)
+        return self.send(message)
 
 
 def _lean_resolve(lean: Lean, scope: Scope) -> Identity | Answer | None:
