@@ -509,9 +509,16 @@ class MemoryLedger:
             admitted = counts.admitted
             used = admitted.get(user, 0)
             total = counts.total
-            # room(), inlined: this is the path nearly every in-memory decision takes
-            left = min(quota.limit - used, quota.cap - total)
-            spare = max(quota.budget - total, quota.guarantee - used)
+            # room(), inlined (and min/max written out): nearly every in-memory decision
+            # takes this path
+            left = quota.limit - used
+            cap_left = quota.cap - total
+            if cap_left < left:
+                left = cap_left
+            spare = quota.budget - total
+            guaranteed = quota.guarantee - used
+            if guaranteed > spare:
+                spare = guaranteed
             if spare < left:
                 left = spare
             if left < n:

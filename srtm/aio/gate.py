@@ -131,9 +131,10 @@ class AsyncGate(GateCore):
         window = math.floor(now / p.window)
         user = identity.user
         quota = self.quota_for(p, user)
-        cached = self._cached_refusal(p, identity, n, now, window, quota)
-        if cached is not None:
-            return cached
+        if p.full == window or user in p.refused:  # _cached_refusal, inlined
+            cached = self.cached(p, user, window, quota)
+            if cached is not None:
+                return self.refuse_cached(p, identity, n, now, window, quota, cached, False)
         local = ledger.local
         left = local.admit(p.name, window, user, n, quota)
         if left >= 0:  # admitted in full: no Outcome to build
