@@ -378,8 +378,10 @@ async def _respond(scope: Scope, receive: Receive, send: Send, answer: Answer) -
 
 
 _CLOSE = (b"connection", b"close")
-#: Lengths of the names _drain looks for (content-length, transfer-encoding, expect).
-_FRAMING_LENGTHS = frozenset((14, 17, 6))
+#: The names _drain looks for (a tuple: compared with ==, whatever bytes-like type a
+#: server gives), and their lengths.
+_FRAMING = (b"content-length", b"transfer-encoding", b"expect")
+_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)
 
 
 async def _drain(scope: Scope, receive: Receive) -> bool:
@@ -398,7 +400,11 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
         for name, value in scope.get("headers", ()):
             if len(name) not in _FRAMING_LENGTHS:
                 continue  # not a framing header in any case: no lower() for it
-            lname = name.lower()
+            lname = name
+            if lname not in _FRAMING:
+                lname = name.lower()  # ASGI says lower-case; a server that does not still works
+                if lname not in _FRAMING:
+                    continue
             if lname == b"content-length":
                 # plain ASCII digits (bytes.isdigit is ASCII-only): what content_length
                 # would accept, without decoding; anything else goes through it
@@ -426,9 +432,12 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
     task = asyncio.current_task()
     if task is None:  # not in a task (no server runs an app so): nothing to cut off
         return http1
-    guard = _DrainGuard.of(asyncio.get_running_loop())
+    guard = _DrainGuard.last  # the guard of this loop, nearly always
+    if guard is None or guard.loop is not task.get_loop():
+        guard = _DrainGuard.of(task.get_loop())
     guard.waiting[task] = guard.loop.time() + DRAIN_SECONDS
-    guard.arm()
+    if guard.timer is None:
+        guard.arm()
     try:
         while True:
             message = await receive()
@@ -462,7 +471,7 @@ class _DrainGuard:
     _guards: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DrainGuard]] = (
         weakref.WeakKeyDictionary()
     )
-    _last: ClassVar[_DrainGuard | None] = None  # the guard used last: its loop, usually
+    last: ClassVar[_DrainGuard | None] = None  # the guard used last: its loop, usually
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -473,12 +482,12 @@ class _DrainGuard:
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _DrainGuard:
         """The guard of ``loop``, made on first use."""
-        guard = cls._last
+        guard = cls.last
         if guard is None or guard.loop is not loop:
             guard = cls._guards.get(loop)
             if guard is None:
                 guard = cls._guards[loop] = cls(loop)
-            cls._last = guard
+            cls.last = guard
         return guard
 
     def arm(self) -> None:
