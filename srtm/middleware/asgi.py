@@ -140,11 +140,11 @@ class ASGITrafficManager:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
         if kind != "http":
-            await self.app(scope, receive, send)
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         scope["srtm.gate"] = self.gate
         front = self._front
@@ -291,7 +291,9 @@ class _WithFields:
     def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             # a new message and header list: the app's own may be constants it reuses
-            message = {**message, "headers": [*message.get("headers", ()), *self.fields]}
+            headers = [*message.get("headers", ()), *self.fields]
+            message = dict(message)
+            message["headers"] = headers
         return self.send(message)
 
 
