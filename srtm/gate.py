@@ -49,7 +49,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from srtm.governor import Governor
 from srtm.lease import Lease
 from srtm.ledger import (
+    ADMITTED,
+    CAPACITY,
     TOTAL,
+    USER,
     Control,
     MemoryLedger,
     Outbox,
@@ -400,7 +403,7 @@ class GateCore:
         any figure: counts only grow within a window, so the store would refuse again.
         """
         if p.full == window:
-            return Reason.CAPACITY
+            return CAPACITY
         hit = p.refused.get(user)
         if hit is None or hit[0] != window:
             return None
@@ -413,7 +416,7 @@ class GateCore:
             and quota.budget <= was.budget
             and quota.cap <= was.cap
         ):
-            return Reason.USER
+            return USER
         return None
 
     def record(
@@ -434,7 +437,7 @@ class GateCore:
                 stats.admitted += admitted
                 stats.seen = window
             return
-        if outcome.reason is Reason.CAPACITY:
+        if outcome.reason is CAPACITY:
             p.full = window
         else:
             p.refused[user] = (window, quota if quota is not None else self.quota_for(p, user))
@@ -443,9 +446,9 @@ class GateCore:
             stats.offered += n
             stats.admitted += admitted
             stats.seen = window
-            if outcome.reason is Reason.CAPACITY:
+            if outcome.reason is CAPACITY:
                 stats.refused_capacity += n - admitted
-            elif outcome.reason is Reason.USER:
+            elif outcome.reason is USER:
                 stats.refused_user += n - admitted
 
     def record_cached(
@@ -463,7 +466,7 @@ class GateCore:
             stats.offered += n
             stats.cached_refusals += n
             stats.seen = window
-            if reason is Reason.CAPACITY:
+            if reason is CAPACITY:
                 stats.refused_capacity += n
             else:
                 stats.refused_user += n
@@ -486,7 +489,7 @@ class GateCore:
             stats.admitted += n
             stats.leased += n
             stats.seen = window
-        outcome = Outcome(n, Reason.ADMITTED, used, total)
+        outcome = Outcome(n, ADMITTED, used, total)
         return self.decision(p, identity, n, now, quota, outcome, degraded=False)
 
     def lease_want(self, p: _Pool, user: str, n: int, now: float, window: int) -> int:
@@ -514,7 +517,7 @@ class GateCore:
             lease.granted(now, window, epoch, quota, n, got.admitted, got.used, got.total)
         if not rest:
             return got
-        return Outcome(n, Reason.ADMITTED, got.used - rest, got.total - rest)
+        return Outcome(n, ADMITTED, got.used - rest, got.total - rest)
 
     def refuse_cached(
         self,
@@ -559,7 +562,7 @@ class GateCore:
             p.name,
             n,
             n,
-            Reason.ADMITTED,
+            ADMITTED,
             200,
             None,
             limit if limit > 0 else 0,
@@ -608,7 +611,7 @@ class GateCore:
         reset = math.ceil(to_reset - 1e-9)
         if reset < 1:
             reset = 1
-        if reason is Reason.CAPACITY:
+        if reason is CAPACITY:
             status = 503
             stalled = quota.cap == 0
         else:

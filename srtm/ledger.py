@@ -56,6 +56,11 @@ class Reason(enum.IntEnum):
     CAPACITY = 2  # the pool's hard cap: refused for the system's sake
 
 
+# The members as plain names for the hot paths: ``Reason.USER`` goes through the enum's
+# metaclass each time (60 ns here, a tenth of an in-memory decision's counting).
+ADMITTED, USER, CAPACITY = Reason.ADMITTED, Reason.USER, Reason.CAPACITY
+
+
 @dataclass(frozen=True, slots=True)
 class Quota:
     """One User's figures for one window, in requests (not SR/s)."""
@@ -99,11 +104,11 @@ def grant_count(n: int, want: int, used: int, total: int, quota: Quota) -> tuple
     """
     k = min(want, room(used, total, quota))
     if k >= n:
-        return k, Reason.ADMITTED
+        return k, ADMITTED
     # A full pool is full for everyone: that refusal is the system's, whatever the User did.
     if total + k >= quota.cap:
-        return k, Reason.CAPACITY
-    return k, Reason.USER
+        return k, CAPACITY
+    return k, USER
 
 
 def admit_count(n: int, used: int, total: int, quota: Quota) -> tuple[int, Reason]:
@@ -490,7 +495,7 @@ class MemoryLedger:
             if k >= n:
                 counts.admitted[user] = used + n
                 counts.total = total + n
-                return Outcome(n, Reason.ADMITTED, used + n, total + n)
+                return Outcome(n, ADMITTED, used + n, total + n)
             k, reason = admit_count(n, used, total, quota)
             if k:
                 used += k
@@ -509,9 +514,16 @@ class MemoryLedger:
             admitted = counts.admitted
             used = admitted.get(user, 0)
             total = counts.total
-            # room(), inlined: this is the path nearly every in-memory decision takes
-            left = min(quota.limit - used, quota.cap - total)
-            spare = max(quota.budget - total, quota.guarantee - used)
+            # room(), inlined (and min/max written out): nearly every in-memory decision
+            # takes this path
+            left = quota.limit - used
+            cap_left = quota.cap - total
+            if cap_left < left:
+                left = cap_left
+            spare = quota.budget - total
+            guaranteed = quota.guarantee - used
+            if guaranteed > spare:
+                spare = guaranteed
             if spare < left:
                 left = spare
             if left < n:

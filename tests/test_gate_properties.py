@@ -126,3 +126,48 @@ def test_fenced_figures_and_the_lapsed_shares_add_up_to_at_most_capacity(
     assert fenced.guarantee <= fenced.cap
     assert fenced.budget <= fenced.cap
     gate.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    traffic=st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=0.5, allow_nan=False),  # time since the last
+            st.sampled_from(USERS),
+            st.integers(min_value=1, max_value=30),
+            st.sampled_from(["4.1", "3.2", None]),  # the DUIS version: 429 or 503
+            st.booleans(),  # a recomputation first
+        ),
+        min_size=1,
+        max_size=150,
+    ),
+    capacity=st.floats(min_value=5, max_value=200),
+    shadow=st.booleans(),
+)
+def test_async_decide_now_decides_as_decide(
+    traffic: list[tuple[float, str, int, str | None, bool]], capacity: float, shadow: bool
+) -> None:
+    """The ASGI fast path's decision without a coroutine (memory://) is the one ``await
+    decide`` gives: two gates, the same clock readings, the same requests and ticks."""
+    import asyncio
+
+    from srtm.aio.gate import AsyncGate
+
+    policy = TrafficPolicy(
+        capacity=capacity, threshold=0.5, allocations={"a": 2, "b": 1}, shadow=shadow
+    )
+    now = [1000.0]
+    fast = AsyncGate(policy, clock=lambda: now[0], background=False)
+    general = AsyncGate(policy, clock=lambda: now[0], background=False)
+
+    async def run() -> None:
+        for step, user, n, version, tick in traffic:
+            now[0] += step
+            if tick:
+                await fast.tick()
+                await general.tick()
+            identity = Identity(user, version)
+            assert fast.decide_now(identity, n) == await general.decide(identity, n)
+        assert {**fast.snapshot(), "node": ""} == {**general.snapshot(), "node": ""}
+
+    asyncio.run(run())

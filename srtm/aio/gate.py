@@ -95,26 +95,65 @@ class AsyncGate(GateCore):
         real = now is None
         if now is None:
             now = self.clock()
-        window = math.floor(now / p.window)
-        user = identity.user
+        ledger = self._ledgers[p.name]
+        if type(ledger) is MemoryLedger:  # no I/O: nothing to await
+            return self._in_memory(p, identity, n, now, ledger)
         if p.name not in self._shared:  # counted in this process: no round trip to save
-            quota = self.quota_for(p, user)
-            if p.full == window or user in p.refused:
-                cached = self.cached(p, user, window, quota)
-                if cached is not None:
-                    return self.refuse_cached(p, identity, n, now, window, quota, cached, False)
-            ledger = self._ledgers[p.name]
-            if type(ledger) is MemoryLedger:  # no I/O: skip the coroutine
-                left = ledger.local.admit(p.name, window, user, n, quota)
-                if left >= 0:  # admitted in full: no Outcome to build
-                    self.count_admitted(p, user, window, n)
-                    return self.admitted(p, user, n, now, window, quota.limit, left, False)
-                outcome = ledger.local.take(p.name, window, user, n, quota)
-            else:
-                outcome = await ledger.take(p.name, window, user, n, quota)
-            self.record(p, user, window, n, outcome, quota)
+            window = math.floor(now / p.window)
+            quota = self.quota_for(p, identity.user)
+            cached = self._cached_refusal(p, identity, n, now, window, quota)
+            if cached is not None:
+                return cached
+            outcome = await ledger.take(p.name, window, identity.user, n, quota)
+            self.record(p, identity.user, window, n, outcome, quota)
             return self.decision(p, identity, n, now, quota, outcome, degraded=False)
         return await self._shared_decide(p, identity, n, now, real)
+
+    def decide_now(self, identity: Identity, n: int = 1) -> Decision | None:
+        """:meth:`decide` on the gate's clock, without a coroutine, when the pool is counted
+        in this process's memory (no I/O to wait for); None otherwise: await ``decide``.
+
+        The ASGI middleware's fast path: a coroutine per request costs as much as a
+        third of an in-memory decision.
+        """
+        if self._background and (self._task is None or self._task.done()):
+            self.start()
+        p = self.pools[identity.pool]
+        ledger = self._ledgers[p.name]
+        if type(ledger) is not MemoryLedger:
+            return None
+        return self._in_memory(p, identity, n, self.clock(), ledger)
+
+    def _in_memory(
+        self, p: _Pool, identity: Identity, n: int, now: float, ledger: MemoryLedger
+    ) -> Decision:
+        """The decision of a pool counted in this process's memory: no I/O, no await."""
+        window = math.floor(now / p.window)
+        user = identity.user
+        quota = self.quota_for(p, user)
+        if p.full == window or user in p.refused:  # _cached_refusal, inlined
+            cached = self.cached(p, user, window, quota)
+            if cached is not None:
+                return self.refuse_cached(p, identity, n, now, window, quota, cached, False)
+        local = ledger.local
+        left = local.admit(p.name, window, user, n, quota)
+        if left >= 0:  # admitted in full: no Outcome to build
+            self.count_admitted(p, user, window, n)
+            return self.admitted(p, user, n, now, window, quota.limit, left, False)
+        outcome = local.take(p.name, window, user, n, quota)
+        self.record(p, user, window, n, outcome, quota)
+        return self.decision(p, identity, n, now, quota, outcome, degraded=False)
+
+    def _cached_refusal(
+        self, p: _Pool, identity: Identity, n: int, now: float, window: int, quota: Quota
+    ) -> Decision | None:
+        """A refusal already known for the window (counted as such), or None."""
+        user = identity.user
+        if p.full == window or user in p.refused:
+            cached = self.cached(p, user, window, quota)
+            if cached is not None:
+                return self.refuse_cached(p, identity, n, now, window, quota, cached, False)
+        return None
 
     def _local_answer(
         self, p: _Pool, identity: Identity, n: int, now: float, window: int

@@ -259,12 +259,11 @@ class Front:
         self._warned_workers = False
         #: Whether :meth:`check_workers` still has something to say (read per request).
         self.watch_workers = bool(self._local_pools)
-        # Hot-path caches: refusal answers, and the RateLimit fields as text and bytes.
+        # Hot-path caches: refusal answers, and the RateLimit-Policy field as text and
+        # bytes (the RateLimit field's value changes with every admission).
         self._refusals: dict[tuple[object, ...], Answer] = {}
         self._text_policy: dict[tuple[str, int, int], tuple[str, str]] = {}
-        self._text_state: dict[tuple[str, int, int], tuple[str, str]] = {}
         self._raw_policy: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
-        self._raw_state: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
         self._prefixes: dict[str, tuple[str, bytes]] = {}  # pool -> its RateLimit prefix
 
     def resolve(self, request: RequestView) -> Identity | Response:
@@ -349,32 +348,27 @@ class Front:
         return found
 
     def text_fields(self, decision: Decision) -> tuple[tuple[str, str], tuple[str, str]]:
-        """The two RateLimit fields of an admitted decision (WSGI), cached per value."""
+        """The two RateLimit fields of an admitted decision (WSGI); the policy one cached."""
         d = decision
         policy = self._text_policy.get((d.pool, d.limit, d.window))
         if policy is None:
             policy = self._learn(d)[0]
-        state = self._text_state.get((d.pool, d.remaining, d.reset))
-        if state is None:
-            # Formatted here (what Decision.rate_limit_headers does, from the pool's
-            # prefix it gave): ``remaining`` counts down, so a User's own value rarely
-            # repeats and this costs less than building both fields again.
-            state = ("RateLimit", f"{self._prefixes[d.pool][0]};r={d.remaining};t={d.reset}")
-            _remember(self._text_state, (d.pool, d.remaining, d.reset), state)
-        return policy, state
+        # Formatted each time (what Decision.rate_limit_headers does, from the pool's
+        # prefix it gave): ``remaining`` counts down, so a value rarely repeats and a
+        # cache of them would cost more in misses than it saves in hits.
+        return policy, ("RateLimit", f"{self._prefixes[d.pool][0]};r={d.remaining};t={d.reset}")
 
     def raw_fields(self, decision: Decision) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
-        """The two RateLimit fields as ASGI header bytes, cached per value."""
+        """The two RateLimit fields as ASGI header bytes; the policy one cached."""
         d = decision
         policy = self._raw_policy.get((d.pool, d.limit, d.window))
         if policy is None:
             policy = self._learn(d)[1]
-        state = self._raw_state.get((d.pool, d.remaining, d.reset))
-        if state is None:
-            prefix = self._prefixes[d.pool][1]
-            state = (b"ratelimit", b"%s;r=%d;t=%d" % (prefix, d.remaining, d.reset))
-            _remember(self._raw_state, (d.pool, d.remaining, d.reset), state)
-        return policy, state
+        # Formatted each time, as in text_fields.
+        return policy, (
+            b"ratelimit",
+            b"%s;r=%d;t=%d" % (self._prefixes[d.pool][1], d.remaining, d.reset),
+        )
 
     def _learn(self, d: Decision) -> tuple[tuple[str, str], tuple[bytes, bytes]]:
         """Cache the RateLimit-Policy field of ``d``, and its pool's RateLimit prefix."""
@@ -434,6 +428,7 @@ class Lean:
 
     __slots__ = (
         "_answers",
+        "_by_peer",
         "_distrust",
         "decode",
         "front",
@@ -466,6 +461,8 @@ class Lean:
         self.decode = decode
         self._answers: dict[tuple[object, object], Identity | Answer] = {}
         self._distrust: dict[str, Answer] = {}
+        # Where no secret is configured: the answer per peer address (None: trusted).
+        self._by_peer: dict[str | None, Answer | None] = {}
 
     @classmethod
     def of(cls, front: Front, *, decode: bool) -> Lean | None:
@@ -484,6 +481,14 @@ class Lean:
 
     def distrusted(self, peer: str | None, secret: Any) -> Answer | None:
         """The 401 when the request did not come through a trusted front end, else None."""
+        if self.secret_raw is None:  # no secret configured: the peer alone decides
+            try:
+                return self._by_peer[peer]
+            except KeyError:
+                return _remember(self._by_peer, peer, self._distrusted(peer, None))
+        return self._distrusted(peer, secret)
+
+    def _distrusted(self, peer: str | None, secret: Any) -> Answer | None:
         why = self.trust.refuses_raw(peer, self._text(secret))
         if why is None:
             return None

@@ -53,6 +53,7 @@ from srtm.middleware._common import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 
+    from srtm.gate import Decision
     from srtm.identity import Identify, PoolOf
     from srtm.middleware._common import ExemptPaths, MetricsSink, OnRefusal
     from srtm.policy import TrafficPolicy
@@ -131,14 +132,19 @@ class ASGITrafficManager:
         self.metrics: MetricsSink | None = self._front.metrics
         # The fast path (module docstring), or None: every request takes the general one.
         self._lean: Lean | None = Lean.of(self._front, decode=True)
+        # The gate's decision without a coroutine where no I/O is needed (memory://);
+        # not where a subclass decides otherwise.
+        self._decide_now: Callable[[Identity], Decision | None] | None = (
+            gate.decide_now if type(gate).decide is AsyncGate.decide else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
         if kind != "http":
-            await self.app(scope, receive, send)
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         scope["srtm.gate"] = self.gate
         front = self._front
@@ -178,12 +184,17 @@ class ASGITrafficManager:
             await _respond(scope, receive, send, resolved)
             return
         metrics = front.metrics
+        decide_now = self._decide_now
         try:
             if metrics is None:
-                decision = await self.gate.decide(resolved)
+                decision = None if decide_now is None else decide_now(resolved)
+                if decision is None:
+                    decision = await self.gate.decide(resolved)
             else:
                 started = time.perf_counter()
-                decision = await self.gate.decide(resolved)
+                decision = None if decide_now is None else decide_now(resolved)
+                if decision is None:
+                    decision = await self.gate.decide(resolved)
                 metrics.observe(decision, time.perf_counter() - started)
         except Exception:  # a fault in srtm itself: logged, answered 503 (see _common)
             await _respond(scope, receive, send, front.decision_failed())
@@ -266,6 +277,9 @@ class _WithFields:
     """The server's ``send``, adding the two RateLimit fields to the response start.
 
     A slotted callable rather than a closure: one small object per admitted request.
+    Not a coroutine function: it returns the server's own ``send(...)`` awaitable, so
+    each message costs no coroutine of ours (the app awaits what it is given, as ASGI
+    has it).
     """
 
     __slots__ = ("fields", "send")
@@ -274,11 +288,13 @@ class _WithFields:
         self.send = send
         self.fields = fields
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             # a new message and header list: the app's own may be constants it reuses
-            message = {**message, "headers": [*message.get("headers", ()), *self.fields]}
-        await self.send(message)
+            headers = [*message.get("headers", ()), *self.fields]
+            message = dict(message)
+            message["headers"] = headers
+        return self.send(message)
 
 
 def _lean_resolve(lean: Lean, scope: Scope) -> Identity | Answer | None:
@@ -364,8 +380,10 @@ async def _respond(scope: Scope, receive: Receive, send: Send, answer: Answer) -
 
 
 _CLOSE = (b"connection", b"close")
-#: Lengths of the names _drain looks for (content-length, transfer-encoding, expect).
-_FRAMING_LENGTHS = frozenset((14, 17, 6))
+#: The names _drain looks for (a tuple: compared with ==, whatever bytes-like type a
+#: server gives), and their lengths.
+_FRAMING = (b"content-length", b"transfer-encoding", b"expect")
+_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)
 
 
 async def _drain(scope: Scope, receive: Receive) -> bool:
@@ -384,7 +402,11 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
         for name, value in scope.get("headers", ()):
             if len(name) not in _FRAMING_LENGTHS:
                 continue  # not a framing header in any case: no lower() for it
-            lname = name.lower()
+            lname = name
+            if lname not in _FRAMING:
+                lname = name.lower()  # ASGI says lower-case; a server that does not still works
+                if lname not in _FRAMING:
+                    continue
             if lname == b"content-length":
                 # plain ASCII digits (bytes.isdigit is ASCII-only): what content_length
                 # would accept, without decoding; anything else goes through it
@@ -412,9 +434,12 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
     task = asyncio.current_task()
     if task is None:  # not in a task (no server runs an app so): nothing to cut off
         return http1
-    guard = _DrainGuard.of(asyncio.get_running_loop())
+    guard = _DrainGuard.last  # the guard of this loop, nearly always
+    if guard is None or guard.loop is not task.get_loop():
+        guard = _DrainGuard.of(task.get_loop())
     guard.waiting[task] = guard.loop.time() + DRAIN_SECONDS
-    guard.arm()
+    if guard.timer is None:
+        guard.arm()
     try:
         while True:
             message = await receive()
@@ -448,7 +473,7 @@ class _DrainGuard:
     _guards: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DrainGuard]] = (
         weakref.WeakKeyDictionary()
     )
-    _last: ClassVar[_DrainGuard | None] = None  # the guard used last: its loop, usually
+    last: ClassVar[_DrainGuard | None] = None  # the guard used last: its loop, usually
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -459,12 +484,12 @@ class _DrainGuard:
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _DrainGuard:
         """The guard of ``loop``, made on first use."""
-        guard = cls._last
+        guard = cls.last
         if guard is None or guard.loop is not loop:
             guard = cls._guards.get(loop)
             if guard is None:
                 guard = cls._guards[loop] = cls(loop)
-            cls._last = guard
+            cls.last = guard
         return guard
 
     def arm(self) -> None:

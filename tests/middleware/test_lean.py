@@ -97,8 +97,11 @@ class Seen:
         self.refusals.append((request.method, request.path, request.peer, headers, decision.status))
 
 
-def record_identities(gate: Any, seen: Seen) -> None:
-    """Note the Identity of every decision, then let the real gate decide."""
+def record_identities(app: Any, seen: Seen) -> None:
+    """Note the Identity of every decision, then let the real gate decide: through
+    ``decide``, and the ASGI middleware's ``decide_now`` (an in-memory decision without
+    a coroutine), which it calls first."""
+    gate = app.gate
     decide = gate.decide
 
     def recording(identity: Identity, n: int = 1, **kw: Any) -> Any:
@@ -106,6 +109,16 @@ def record_identities(gate: Any, seen: Seen) -> None:
         return decide(identity, n, **kw)
 
     gate.decide = recording
+    decide_now = getattr(app, "_decide_now", None)
+    if decide_now is not None:
+
+        def recording_now(identity: Identity) -> Any:
+            decision = decide_now(identity)
+            if decision is not None:  # None: the middleware awaits decide instead
+                seen.identities.append(identity)
+            return decision
+
+        app._decide_now = recording_now
 
 
 async def inner_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -133,7 +146,7 @@ def three(build: Any, setup: dict[str, Any]) -> list[tuple[Any, Seen]]:
             app._lean = None
         else:
             assert app._lean is None
-        record_identities(app.gate, seen)
+        record_identities(app, seen)
         apps.append((app, seen))
     return apps
 
