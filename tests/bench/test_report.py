@@ -83,3 +83,33 @@ def test_the_page_is_what_the_published_results_render() -> None:
     # or a template changed without re-rendering, fails here.
     expected = report.render(report.TEMPLATE.read_text(), report.PUBLISHED)
     assert report.PAGE.read_text() == expected
+
+
+CLIENT_ROWS = {
+    ("`ServiceRequestClient` (threads)", "httpx"): "sync",
+    ("`AsyncServiceRequestClient`", "httpx"): "async",
+    ("`ServiceRequestClient` (threads)", "aiohttp"): "sync aiohttp",
+    ("`AsyncServiceRequestClient`", "aiohttp"): "async aiohttp",
+}
+
+
+def test_the_client_pages_dispatch_table_is_the_published_run() -> None:
+    # docs/client.md quotes the dispatch figures of the same run as docs/benchmarks.md:
+    # a rerun of the benchmark without updating the client page fails here.
+    page = (report.PAGE.parent / "client.md").read_text()
+    section = page.split("## Measured: dispatch rate", 1)[1].split("\n## ", 1)[0]
+    dispatch = json.loads((report.PUBLISHED / "client_dispatch.json").read_text())["dispatch"]
+    quoted = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if tuple(cells[:2]) in CLIENT_ROWS:
+            quoted[CLIENT_ROWS[cells[0], cells[1]]] = cells[2:6]
+    assert set(quoted) == set(CLIENT_ROWS.values())
+    for kind, cells in quoted.items():
+        figures = dispatch[kind]
+        assert cells == [
+            f"{figures['settled_per_s']:,}",
+            f"{figures['raw_per_s']:,}",
+            f"{figures['ratio_to_raw']:.2f}",
+            f"{figures['submit_us']:.1f} µs",
+        ], kind
