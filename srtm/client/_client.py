@@ -807,8 +807,7 @@ class AsyncServiceRequestClient(BaseClient["asyncio.Future[httpx.Response]"]):
             return
         if settlement.outcome == "response":
             assert isinstance(settlement.value, httpx.Response)
-            if self._entries.pop(future, None) is not None:  # _unwatch, inline: once per SR
-                future.remove_done_callback(self._on_done)
+            self._unwatch(future)
             future.set_result(settlement.value)
         elif settlement.outcome == "error":
             assert isinstance(settlement.value, BaseException)

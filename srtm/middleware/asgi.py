@@ -186,15 +186,11 @@ class ASGITrafficManager:
         metrics = front.metrics
         decide_now = self._decide_now
         try:
-            if metrics is None:
-                decision = None if decide_now is None else decide_now(resolved)
-                if decision is None:
-                    decision = await self.gate.decide(resolved)
-            else:
-                started = time.perf_counter()
-                decision = None if decide_now is None else decide_now(resolved)
-                if decision is None:
-                    decision = await self.gate.decide(resolved)
+            started = 0.0 if metrics is None else time.perf_counter()
+            decision = None if decide_now is None else decide_now(resolved)
+            if decision is None:
+                decision = await self.gate.decide(resolved)
+            if metrics is not None:
                 metrics.observe(decision, time.perf_counter() - started)
         except Exception:  # a fault in srtm itself: logged, answered 503 (see _common)
             await _respond(scope, receive, send, front.decision_failed())
@@ -434,9 +430,7 @@ async def _drain(scope: Scope, receive: Receive) -> bool:
     task = asyncio.current_task()
     if task is None:  # not in a task (no server runs an app so): nothing to cut off
         return http1
-    guard = _DrainGuard.last  # the guard of this loop, nearly always
-    if guard is None or guard.loop is not task.get_loop():
-        guard = _DrainGuard.of(task.get_loop())
+    guard = _DrainGuard.of(task.get_loop())
     guard.waiting[task] = guard.loop.time() + DRAIN_SECONDS
     if guard.timer is None:
         guard.arm()
@@ -473,7 +467,7 @@ class _DrainGuard:
     _guards: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DrainGuard]] = (
         weakref.WeakKeyDictionary()
     )
-    last: ClassVar[_DrainGuard | None] = None  # the guard used last: its loop, usually
+    _last: ClassVar[_DrainGuard | None] = None  # the guard used last: its loop, usually
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -484,12 +478,12 @@ class _DrainGuard:
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _DrainGuard:
         """The guard of ``loop``, made on first use."""
-        guard = cls.last
+        guard = cls._last
         if guard is None or guard.loop is not loop:
             guard = cls._guards.get(loop)
             if guard is None:
                 guard = cls._guards[loop] = cls(loop)
-            cls.last = guard
+            cls._last = guard
         return guard
 
     def arm(self) -> None:

@@ -39,16 +39,6 @@ class Recorder:
         self.resolution = resolution
         self.class_wait = [0.0] * classes  # total waiting time per class (s)
 
-    def waited(self, cls: int, count: int, wait: float, lat_bin: int, priority: bool) -> None:
-        self.class_wait[cls] += wait * count
-        if priority:
-            self.lat_count[lat_bin] += count
-            self.lat_sum[lat_bin] += wait * count
-            if wait > self.lat_max[lat_bin]:
-                self.lat_max[lat_bin] = wait
-            key = round(wait / self.resolution)
-            self.hist[key] = self.hist.get(key, 0) + count
-
 
 class Sender:
     """What the runner asks of a User's sender (see the two kinds below)."""
@@ -281,8 +271,9 @@ class ClientState(Sender):
     def _take(self, c: int, want: int, now: float, lat_bin: int) -> int:
         """Pop ``want`` SRs from class ``c``'s head cohorts; return how many.
 
-        What :meth:`Recorder.waited` records for each cohort, added up in locals and
-        stored once: the same additions in the same order, so the same sums.
+        Records what each cohort waited into the :class:`Recorder` (every class's total
+        wait; for the priority class also its latency count, sum, worst and histogram),
+        added up in locals and stored once per call.
         """
         q, rec = self._queues[c], self._rec
         got = 0
