@@ -10,7 +10,8 @@ read on a shared machine, where wall time also counts the other processes.
 commit) in alternate subprocesses, round by round, and reports each scenario's speed-up
 against it (target: at least 25% less time a day) and whether the results are the same.
 
-Usage: ``python bench/sim_day.py [--quick] [--rounds N] [--baseline PATH] [SCENARIO ...]``.
+Usage: ``python bench/sim_day.py [--quick] [--rounds N] [--baseline PATH]
+[--control-period SECONDS] [SCENARIO ...]``.
 """
 
 from __future__ import annotations
@@ -37,11 +38,16 @@ TARGET_SAVING = 0.25
 _CHILD = """
 import hashlib, json, sys, time
 import numpy as np
-from srtm.sim import run_scenario
+from srtm.sim import load_scenario, run_scenario
 
-name, scale = sys.argv[1], float(sys.argv[2])
+name, scale, period = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+scenario = load_scenario(name)
+if period:  # --control-period: the scenario's policy recomputing that often
+    import dataclasses
+    policy = dataclasses.replace(scenario.policy, control_period=float(period))
+    scenario = dataclasses.replace(scenario, policy=policy)
 wall, cpu = time.perf_counter(), time.process_time()
-result = run_scenario(name, scale=scale, progress=False)
+result = run_scenario(scenario, scale=scale, progress=False)
 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
 digest = hashlib.sha256()
 for run in (result.tm, result.fcfs):
@@ -73,12 +79,20 @@ def scenario_names() -> list[str]:
     return list(SCENARIOS)
 
 
-def run_day(tree: Path, name: str, scale: float) -> dict[str, Any]:
-    """One scenario's run in a fresh interpreter importing srtm from ``tree``."""
+def run_day(tree: Path, name: str, scale: float, period: float | None = None) -> dict[str, Any]:
+    """One scenario's run in a fresh interpreter importing srtm from ``tree`` (its policy
+    recomputing every ``period`` seconds when given)."""
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory(prefix="srtm-sim-day-") as cwd:
         done = subprocess.run(
-            [sys.executable, "-c", _CHILD, name, repr(scale)],
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                name,
+                repr(scale),
+                "" if period is None else repr(period),
+            ],
             env=env,
             cwd=cwd,
             capture_output=True,
@@ -99,6 +113,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3; quick 1)")
     parser.add_argument(
         "--baseline", type=Path, default=None, help="another srtm source tree to compare with"
+    )
+    parser.add_argument(
+        "--control-period",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="every scenario's policy recomputing this often (default: each scenario's own)",
     )
     args = parser.parse_args(argv)
     names = args.scenarios or scenario_names()
@@ -122,12 +143,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         order = list(trees) if r % 2 == 0 else list(reversed(trees))
         for name in names:
             for label in order:
-                samples[name][label].append(run_day(trees[label], name, scale))
+                samples[name][label].append(run_day(trees[label], name, scale, args.control_period))
     result: dict[str, Any] = {
         "machine": info,
         "scale": scale,
         "rounds": rounds,
         "baseline": None if args.baseline is None else str(args.baseline),
+        "control_period": args.control_period,
         "scenarios": {},
     }
     rows = []

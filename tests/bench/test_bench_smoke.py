@@ -18,6 +18,7 @@ from bench import (
     leases,
     multinode,
     roundtrips,
+    sim_day,
     state,
     throughput,
 )
@@ -114,3 +115,18 @@ def test_state(tmp_path: Path) -> None:
         assert row["users_held"] <= (IDLE_FORGET + 10) * 1000 < row["identities"], row
     assert result["recompute"]["tick_ms"]
     assert written(tmp_path, "state")["recompute"]["users"] == result["recompute"]["users"]
+
+
+def test_sim_day(tmp_path: Path) -> None:
+    # The tree compared with itself: the same results, and the fingerprint is of the
+    # results (another control period recomputes differently, so it tells them apart).
+    root = str(sim_day.ROOT)
+    result = run(sim_day.main, tmp_path, "--baseline", root, "denial-of-service")
+    entry = result["scenarios"]["denial-of-service"]
+    assert entry["same_results"] is True
+    assert entry["current"]["cpu_median_s"] > 0
+    assert [row["met"] for row in entry["targets"]][1] is True
+    faster = run(sim_day.main, tmp_path, "--control-period", "0.25", "denial-of-service")
+    assert faster["control_period"] == 0.25
+    other = faster["scenarios"]["denial-of-service"]["current"]["fingerprints"]
+    assert other != entry["current"]["fingerprints"]
